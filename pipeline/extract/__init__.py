@@ -1,0 +1,8 @@
+"""Extract: raw bytes → metadata and cleaned body blocks, per format."""
+
+from __future__ import annotations
+
+from pipeline.extract.boilerplate import remove_boilerplate
+from pipeline.extract.dispatch import ExtractError, extract
+
+__all__ = ["ExtractError", "extract", "remove_boilerplate"]

@@ -1,0 +1,79 @@
+"""Markdown: YAML front matter for metadata, ``#`` lines for headings."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from pipeline.extract.textutil import clean_inline
+from pipeline.models import Block, BlockKind
+
+FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+INLINE_TEXT_TYPES = {"text", "code_inline", "html_inline"}
+
+
+def split_front_matter(text: str) -> tuple[dict[str, str], str]:
+    """Front-matter metadata (string values) and the Markdown body after it."""
+    match = FRONT_MATTER.match(text.lstrip("\ufeff"))
+    if not match:
+        return {}, text
+    try:
+        loaded = yaml.safe_load(match.group("yaml"))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(loaded, dict):
+        return {}, text
+    metadata = {str(k).lower(): _as_text(v) for k, v in loaded.items() if v is not None}
+    return metadata, text[match.end() :]
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def markdown_blocks(body: str) -> tuple[Block, ...]:
+    """Headings, paragraphs, list items and block quotes, as plain text."""
+    tokens = MarkdownIt("commonmark").parse(body)
+    blocks: list[Block] = []
+    context: list[str] = []
+    for index, token in enumerate(tokens):
+        if token.nesting == 1:
+            context.append(token.type)
+        elif token.nesting == -1 and context:
+            context.pop()
+        elif token.type == "inline":
+            block = _block_for(token, tokens[index - 1], context)
+            if block is not None:
+                blocks.append(block)
+    return tuple(blocks)
+
+
+def _block_for(inline: Token, opener: Token, context: list[str]) -> Block | None:
+    text = clean_inline(_inline_text(inline))
+    if not text:
+        return None
+    if opener.type == "heading_open":
+        return Block("heading", text, level=int(opener.tag[1:]))
+    kind: BlockKind = "paragraph"
+    if "blockquote_open" in context:
+        kind = "quote"
+    elif "list_item_open" in context:
+        kind = "item"
+    return Block(kind, text)
+
+
+def _inline_text(inline: Token) -> str:
+    parts: list[str] = []
+    for child in inline.children or []:
+        if child.type in INLINE_TEXT_TYPES:
+            parts.append(child.content)
+        elif child.type in {"softbreak", "hardbreak"}:
+            parts.append(" ")
+        elif child.type == "image":
+            continue
+    return "".join(parts)

@@ -1,0 +1,59 @@
+"""Small text helpers shared by the format readers."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+import charset_normalizer
+from dateutil import parser as date_parser
+
+from pipeline.models import RawDocument
+
+WHITESPACE = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class DecodeError(ValueError):
+    """Bytes that are not text in any encoding we can trust."""
+
+
+def decode_text(raw: RawDocument) -> str:
+    """Decode text bytes: a declared charset, then UTF-8, then detection."""
+    declared = raw.metadata.get("charset")
+    for encoding in filter(None, (declared, "utf-8-sig")):
+        try:
+            return _checked(raw.body.decode(encoding))
+        except (UnicodeDecodeError, LookupError):
+            continue
+    best = charset_normalizer.from_bytes(raw.body).best()
+    if best is None:
+        raise DecodeError("binary data: no text encoding fits these bytes")
+    return _checked(str(best))
+
+
+def _checked(text: str) -> str:
+    controls = len(CONTROL_CHARS.findall(text))
+    if controls > max(8, len(text) // 100):
+        raise DecodeError(f"binary data: {controls} control characters in {len(text)} characters")
+    return CONTROL_CHARS.sub("", text)
+
+
+def clean_inline(text: str) -> str:
+    """Collapse runs of spaces inside a paragraph and trim it."""
+    return WHITESPACE.sub(" ", text.replace("\r", "")).strip()
+
+
+def parse_published(value: str | None) -> date | datetime | None:
+    """A published date from metadata: date-only strings stay dates."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        parsed = date_parser.parse(value, default=datetime(1, 1, 1))
+    except (ValueError, OverflowError):
+        return None
+    if parsed.year < 1800:
+        return None
+    has_time = re.search(r"\d{1,2}:\d{2}", value) is not None
+    return parsed if has_time else parsed.date()

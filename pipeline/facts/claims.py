@@ -1,0 +1,84 @@
+"""Claims: (actor, predicate, object) from stance verbs in the dependency parse.
+
+"Moscow demands control over five Ukrainian territories" →
+(Moscow, demand, control over five Ukrainian territories).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from spacy.tokens import Doc, Span, Token
+
+from pipeline.facts.entities import ResolvedMention
+from pipeline.facts.speakers import MentionIndex, speaker_for, subject_of
+from pipeline.models import Claim
+
+STANCE_VERBS = frozenset(
+    "demand insist reject refuse agree propose pledge offer seek accept decline oppose vow promise "
+    "threaten urge call support deny".split()
+)
+OBJECT_DEPS = ("dobj", "xcomp", "ccomp", "prep", "attr")
+MAX_OBJECT_TOKENS = 30
+
+
+def extract_claims(doc: Doc, mentions: tuple[ResolvedMention, ...], section_of: Callable[[int], int]) -> list[Claim]:
+    index = MentionIndex(mentions)
+    return list(_claims(doc, index, section_of))
+
+
+def _claims(doc: Doc, index: MentionIndex, section_of: Callable[[int], int]) -> Iterator[Claim]:
+    for token in doc:
+        if token.pos_ != "VERB" or token.lemma_.lower() not in STANCE_VERBS:
+            continue
+        subject = subject_of(token)
+        target = _object_of(token)
+        if subject is None or target is None:
+            continue
+        actor = speaker_for(subject, index, last_speaker=None)
+        if not actor.name:
+            continue
+        start = min(actor.start, token.idx) if actor.start >= token.sent.start_char else token.idx
+        yield Claim(
+            actor=actor.name, predicate=token.lemma_.lower(), object=target.text,
+            start=start, end=target.end_char, section=section_of(token.idx),
+        )
+
+
+def _object_of(verb: Token) -> Span | None:
+    """What the stance is about: direct object, infinitive, content clause or "to …" phrase."""
+    doc = verb.doc
+    for dep in OBJECT_DEPS:
+        for child in verb.children:
+            if child.dep_ != dep or child.i < verb.i:
+                continue
+            if dep == "prep" and child.lower_ not in {"to", "for", "on", "over"}:
+                continue
+            span = doc[child.left_edge.i : child.right_edge.i + 1]
+            if dep == "prep":
+                span = doc[child.i + 1 : child.right_edge.i + 1] if child.i + 1 <= child.right_edge.i else span
+            if dep == "dobj":
+                span = _with_following_prep(verb, child, span)
+            span = _trim(span)
+            if span is not None:
+                return span
+    return None
+
+
+def _with_following_prep(verb: Token, obj: Token, span: Span) -> Span:
+    """"demands control over five territories": the verb's prepositional phrase right after its object."""
+    doc = verb.doc
+    for child in verb.children:
+        if child.dep_ == "prep" and child.i == span.end and child.lower_ in {"over", "of", "for", "on"}:
+            return doc[span.start : child.right_edge.i + 1]
+    return span
+
+
+def _trim(span: Span) -> Span | None:
+    doc = span.doc
+    start, end = span.start, min(span.end, span.start + MAX_OBJECT_TOKENS)
+    while start < end and (doc[start].is_punct or doc[start].dep_ == "mark" or doc[start].lower_ == "to"):
+        start += 1
+    while end > start and doc[end - 1].is_punct:
+        end -= 1
+    return doc[start:end] if end > start else None

@@ -1,0 +1,147 @@
+"""Entities: spaCy NER, then canonicalisation inside the article.
+
+- mentions are trimmed of titles, determiners and possessives
+  ("Economy Minister Sophie Hermans" → "Sophie Hermans", "Russia’s" → "Russia");
+- a surname or first name alone resolves to the full name used elsewhere in the
+  article ("Putin" → "Vladimir Putin"), and such a group is a PERSON;
+- otherwise a name takes the label it mostly has in the article, ties going
+  away from PERSON, and a lone place name (GeoNames) is never a PERSON.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from spacy.tokens import Doc, Span, Token
+
+from pipeline.facts.names import PERSON_TITLES, name_key, place_names, strip_possessive
+from pipeline.models import Entity, Mention
+
+ENTITY_LABELS = frozenset(
+    {"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW", "LANGUAGE"}
+)
+NON_NAME_POS = frozenset({"VERB", "ADP", "DET", "ADV", "CCONJ", "SCONJ", "PRON", "AUX", "PART", "PUNCT", "NUM"})
+LABEL_PREFERENCE = ("GPE", "ORG", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "LAW", "WORK_OF_ART", "LANGUAGE", "PERSON")
+
+
+@dataclass(frozen=True)
+class ResolvedMention:
+    """A mention with the canonical entity it belongs to."""
+
+    start: int
+    end: int
+    text: str
+    name: str
+    type: str
+    token_start: int
+    token_end: int
+
+
+@dataclass(frozen=True)
+class _RawMention:
+    span: Span
+    label: str
+    name: str
+
+
+def resolve_entities(doc: Doc) -> tuple[tuple[Entity, ...], tuple[ResolvedMention, ...]]:
+    """Canonical entities of the article and every mention resolved to one."""
+    raw = [m for m in (_raw_mention(ent) for ent in doc.ents if ent.label_ in ENTITY_LABELS) if m]
+    full_names = [m for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2]
+    grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
+    for mention in raw:
+        full = _full_name(mention, full_names)
+        canonical = full or mention.name
+        grouped[name_key(canonical)].append((mention, canonical, full is not None))
+    resolved: list[ResolvedMention] = []
+    for members in grouped.values():
+        resolved.extend(_resolve_group(members, full_names))
+    resolved.sort(key=lambda m: m.start)
+    return _entities(resolved), tuple(resolved)
+
+
+def _raw_mention(ent: Span) -> _RawMention | None:
+    span = _trim(ent)
+    if span is None:
+        return None
+    name = strip_possessive(span.text.strip())
+    if not any(ch.isalpha() for ch in name):
+        return None
+    return _RawMention(span=span, label=ent.label_, name=name)
+
+
+def _trim(ent: Span) -> Span | None:
+    """Drop titles, determiners and possessives around the name itself."""
+    tokens: list[Token] = list(ent)
+    if ent.label_ == "PERSON":
+        for index, token in enumerate(tokens[1:], start=1):
+            if token.tag_ == "POS" and index < len(tokens) - 1:
+                tokens = tokens[:index]  # "Putin’s Victory Day" → "Putin"
+                break
+    while tokens and (tokens[-1].tag_ == "POS" or tokens[-1].is_punct):
+        tokens.pop()
+    while tokens and _is_leading_noise(tokens[0], ent.label_, remaining=len(tokens)):
+        tokens.pop(0)
+    if not tokens:
+        return None
+    return ent.doc[tokens[0].i : tokens[-1].i + 1]
+
+
+def _is_leading_noise(token: Token, label: str, *, remaining: int) -> bool:
+    if token.lower_ in {"the", "a", "an"} or token.is_punct:
+        return True
+    if label != "PERSON" or remaining == 1:
+        return False
+    return token.pos_ in NON_NAME_POS or token.is_lower or token.lower_.rstrip(".") + "." in PERSON_TITLES or (
+        token.lower_ in PERSON_TITLES
+    )
+
+
+def _full_name(mention: _RawMention, full_names: list[_RawMention]) -> str | None:
+    """The multi-word PERSON name a one-word mention stands for, nearest first."""
+    key = name_key(mention.name)
+    if " " in key:
+        return None
+    matches = [f for f in full_names if key in _first_and_last(f.name)]
+    if not matches:
+        return None
+    before = [f for f in matches if f.span.start_char <= mention.span.start_char]
+    chosen = before[-1] if before else Counter(f.name for f in matches).most_common(1)[0][0]
+    return chosen if isinstance(chosen, str) else chosen.name
+
+
+def _first_and_last(name: str) -> set[str]:
+    words = name_key(name).split()
+    return {words[0], words[-1]} if words else set()
+
+
+def _resolve_group(
+    members: list[tuple[_RawMention, str, bool]], full_names: list[_RawMention]
+) -> list[ResolvedMention]:
+    name = Counter(canonical for _, canonical, _ in members).most_common(1)[0][0]
+    label = "PERSON" if any(forced for _, _, forced in members) else _vote([m.label for m, _, _ in members])
+    if label == "PERSON" and " " not in name.strip() and name_key(name) in place_names():
+        label = "GPE"
+    return [
+        ResolvedMention(
+            start=m.span.start_char, end=m.span.end_char, text=m.span.text, name=name, type=label,
+            token_start=m.span.start, token_end=m.span.end,
+        )
+        for m, _, _ in members
+    ]
+
+
+def _vote(labels: list[str]) -> str:
+    """The most frequent label; ties are broken away from PERSON."""
+    counts = Counter(labels)
+    best = max(counts.values())
+    tied = [label for label in LABEL_PREFERENCE if counts.get(label) == best]
+    return tied[0] if tied else counts.most_common(1)[0][0]
+
+
+def _entities(resolved: list[ResolvedMention]) -> tuple[Entity, ...]:
+    by_name: dict[tuple[str, str], list[Mention]] = defaultdict(list)
+    for mention in resolved:
+        by_name[(mention.name, mention.type)].append(Mention(mention.start, mention.end, mention.text))
+    return tuple(Entity(name=name, type=label, mentions=tuple(ms)) for (name, label), ms in by_name.items())

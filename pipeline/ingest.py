@@ -1,0 +1,174 @@
+"""Ingest: run the stages over a batch of inputs and load each document in its own transaction.
+
+A bad document is recorded in ``ingest_errors`` with its stage and reason and
+costs nothing else: the batch goes on, and the good documents are kept.
+An unchanged document (same content hash) is skipped before any parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import islice
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+import pipeline
+from pipeline import store
+from pipeline.extract import ExtractError, extract
+from pipeline.models import Document, RawDocument
+from pipeline.nlp import load_model
+from pipeline.process import Laid, lay_out, process_batch
+from pipeline.settings import Settings
+from pipeline.sources import SourceError, expand_inputs, is_url, read_file
+
+BATCH_SIZE = 32
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: str
+    stage: str
+    error: str
+
+
+@dataclass
+class IngestSummary:
+    """What a run did, for the CLI's table and the Airflow task's asset event."""
+
+    run_id: int
+    seen: int = 0
+    loaded: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    sections: int = 0
+    entities: int = 0
+    quotes: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def counts(self) -> dict[str, int]:
+        return {"seen": self.seen, "loaded": self.loaded + self.replaced, "unchanged": self.unchanged,
+                "failed": self.failed}
+
+
+def extractor_version(settings: Settings) -> str:
+    return f"newsflow {pipeline.__version__}; {settings.spacy_model}"
+
+
+def read_input(value: str) -> RawDocument:
+    """One input as raw bytes; URLs are fetched by the fetch stage (feeds and pages)."""
+    if is_url(value):
+        raise SourceError("fetching http(s) URLs is not supported by this version; save the page as .html")
+    path = Path(value)
+    if not path.exists():
+        raise SourceError(f"no such file or directory: {value}")
+    return read_file(path)
+
+
+def ingest(
+    settings: Settings, engine: Engine, inputs: Iterable[str], *, trigger: str = "cli",
+    on_document: Progress | None = None,
+) -> IngestSummary:
+    """Ingest every input; one transaction per document, errors recorded per document."""
+    summary = IngestSummary(run_id=store.start_run(engine, trigger=trigger))
+    for batch in _batches(inputs, BATCH_SIZE):
+        _ingest_batch(settings, engine, batch, summary, on_document or (lambda _source: None))
+    store.finish_run(engine, summary.run_id, summary.counts())
+    return summary
+
+
+def _ingest_batch(
+    settings: Settings, engine: Engine, batch: list[str], summary: IngestSummary, on_document: Progress
+) -> None:
+    pending: list[tuple[RawDocument, Laid]] = []
+    for value in batch:
+        summary.seen += 1
+        prepared = _prepare(engine, value, summary)
+        if prepared is None:
+            on_document(value)
+        else:
+            pending.append(prepared)
+    if not pending:
+        return
+    nlp = load_model(settings.spacy_model)
+    documents = process_batch(nlp, (laid for _, laid in pending))
+    for (raw, _), document in zip(pending, documents, strict=True):
+        _load(settings, engine, raw, document, summary)
+        on_document(raw.source)
+
+
+def _prepare(engine: Engine, value: str, summary: IngestSummary) -> tuple[RawDocument, Laid] | None:
+    """Read and extract one input; None when it failed or is unchanged."""
+    try:
+        raw = read_input(value)
+    except SourceError as error:
+        _fail(engine, summary, Failure(value, "read", str(error)))
+        return None
+    if store.find_unchanged(engine, raw) is not None:
+        summary.unchanged += 1
+        return None
+    try:
+        extracted = extract(raw)
+    except ExtractError as error:
+        _fail(engine, summary, Failure(raw.source, "extract", str(error)))
+        return None
+    return raw, lay_out(raw.source, extracted, plain_text=raw.media_type == "text/plain")
+
+
+def _load(settings: Settings, engine: Engine, raw: RawDocument, document: Document, summary: IngestSummary) -> None:
+    try:
+        result = store.load_document(engine, raw, document, run_id=summary.run_id,
+                                     extractor_version=extractor_version(settings))
+    except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
+        _fail(engine, summary, Failure(raw.source, "load", f"{type(error).__name__}: {error}".splitlines()[0]))
+        return
+    if result.status == "unchanged":
+        summary.unchanged += 1
+        return
+    if result.status == "replaced":
+        summary.replaced += 1
+    else:
+        summary.loaded += 1
+    summary.sections += len(document.sections)
+    summary.entities += len(document.facts.entities)
+    summary.quotes += len(document.facts.quotes)
+
+
+def _fail(engine: Engine, summary: IngestSummary, failure: Failure) -> None:
+    summary.failures.append(failure)
+    store.record_error(engine, run_id=summary.run_id, source=failure.source, stage=failure.stage, error=failure.error)
+
+
+def extract_documents(
+    settings: Settings, inputs: Iterable[str], *, anchor: date | None = None
+) -> Iterator[Document | Failure]:
+    """Documents (or failures) for ``newsflow extract``, in input order, without a database."""
+    for batch in _batches(expand_inputs(list(inputs)), BATCH_SIZE):
+        prepared: list[Laid | Failure] = [_extract_one(value) for value in batch]
+        laid = [item for item in prepared if isinstance(item, Laid)]
+        processed = iter(process_batch(load_model(settings.spacy_model), laid, anchor=anchor) if laid else ())
+        for item in prepared:
+            yield item if isinstance(item, Failure) else next(processed)
+
+
+def _extract_one(value: str) -> Laid | Failure:
+    try:
+        raw = read_input(value)
+        return lay_out(value, extract(raw), plain_text=raw.media_type == "text/plain")
+    except SourceError as error:
+        return Failure(value, "read", str(error))
+    except ExtractError as error:
+        return Failure(value, "extract", str(error))
+
+
+def _batches(values: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(values)
+    while batch := list(islice(iterator, size)):
+        yield batch

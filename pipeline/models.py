@@ -1,0 +1,168 @@
+"""The dataclasses that flow between stages. Offsets always index into ``Document.text``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+BlockKind = Literal["heading", "paragraph", "quote", "item"]
+QuoteKind = Literal["direct", "partial", "indirect"]
+Granularity = Literal["day", "month", "year"]
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """Bytes as read or fetched, plus what we were told about them (sidecar, headers)."""
+
+    source: str
+    body: bytes
+    media_type: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def content_sha256(self) -> str:
+        digest = hashlib.sha256(self.body)
+        digest.update(json.dumps(dict(self.metadata), sort_keys=True).encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph-level unit of the article body."""
+
+    kind: BlockKind
+    text: str
+    level: int = 0
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """Metadata and body blocks of one document, before sectioning."""
+
+    blocks: tuple[Block, ...]
+    title: str | None = None
+    author: str | None = None
+    published_at: date | datetime | None = None
+    language: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    position: int
+    heading: str | None
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Mention:
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    type: str
+    mentions: tuple[Mention, ...]
+
+
+@dataclass(frozen=True)
+class Quote:
+    kind: QuoteKind
+    text: str
+    start: int
+    end: int
+    speaker: str | None
+    speaker_text: str | None
+    cue: str | None
+    section: int
+
+
+@dataclass(frozen=True)
+class DateMention:
+    text: str
+    start: int
+    end: int
+    value: str
+    granularity: Granularity
+
+
+@dataclass(frozen=True)
+class Quantity:
+    text: str
+    start: int
+    end: int
+    value: float
+    unit: str | None
+    noun: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    actor: str
+    predicate: str
+    object: str
+    start: int
+    end: int
+    section: int
+
+
+@dataclass(frozen=True)
+class Facts:
+    entities: tuple[Entity, ...] = ()
+    quotes: tuple[Quote, ...] = ()
+    dates: tuple[DateMention, ...] = ()
+    quantities: tuple[Quantity, ...] = ()
+    claims: tuple[Claim, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    """A fully processed document: the shape of ``newsflow extract``'s JSON."""
+
+    source: str
+    text: str
+    sections: tuple[Section, ...]
+    facts: Facts
+    title: str | None = None
+    author: str | None = None
+    language: str | None = None
+    published_at: date | datetime | None = None
+    url: str | None = None
+
+    def section_of(self, offset: int) -> int:
+        """Position of the section whose span contains ``offset`` (nearest before it)."""
+        position = 0
+        for section in self.sections:
+            if section.start <= offset:
+                position = section.position
+        return position
+
+    def to_json(self) -> dict[str, Any]:
+        published = self.published_at.isoformat() if self.published_at else None
+        return {
+            "source": self.source,
+            "title": self.title,
+            "author": self.author,
+            "language": self.language,
+            "published_at": published,
+            "url": self.url,
+            "text": self.text,
+            "sections": [asdict(s) for s in self.sections],
+            "entities": [_entity_json(e) for e in self.facts.entities],
+            "quotes": [asdict(q) for q in self.facts.quotes],
+            "dates": [asdict(d) for d in self.facts.dates],
+            "quantities": [asdict(q) for q in self.facts.quantities],
+            "claims": [asdict(c) for c in self.facts.claims],
+        }
+
+
+def _entity_json(entity: Entity) -> dict[str, Any]:
+    return {"name": entity.name, "type": entity.type, "mentions": [asdict(m) for m in entity.mentions]}

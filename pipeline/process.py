@@ -1,0 +1,60 @@
+"""From extracted blocks to a full Document: sections, then facts in one spaCy pass.
+
+``process_batch`` feeds the texts of a whole batch through ``nlp.pipe`` so the
+model runs once per document, in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from spacy.language import Language
+
+from pipeline.facts import analyse
+from pipeline.models import Document, Extracted, Facts, Section
+from pipeline.sections import layout, mark_plain_headings
+
+NLP_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Laid:
+    """An extracted document laid out as text with its sections, ready for NLP."""
+
+    source: str
+    extracted: Extracted
+    text: str
+    sections: tuple[Section, ...]
+
+
+def lay_out(source: str, extracted: Extracted, *, plain_text: bool) -> Laid:
+    blocks = mark_plain_headings(extracted.blocks) if plain_text else extracted.blocks
+    text, sections = layout(blocks)
+    return Laid(source=source, extracted=extracted, text=text, sections=sections)
+
+
+def process_batch(nlp: Language, items: Iterable[Laid], *, anchor: date | None = None) -> Iterator[Document]:
+    """Documents with facts, one ``nlp.pipe`` pass over the batch, in input order."""
+    batch = list(items)
+    docs = nlp.pipe((item.text for item in batch), batch_size=NLP_BATCH_SIZE)
+    for item, parsed in zip(batch, docs, strict=True):
+        document = _document(item, Facts())
+        published = _as_date(item.extracted.published_at) or anchor
+        facts = analyse(parsed, anchor=published, section_of=document.section_of)
+        yield _document(item, facts)
+
+
+def _document(item: Laid, facts: Facts) -> Document:
+    extracted = item.extracted
+    return Document(
+        source=item.source, text=item.text, sections=item.sections, facts=facts, title=extracted.title,
+        author=extracted.author, language=extracted.language, published_at=extracted.published_at, url=extracted.url,
+    )
+
+
+def _as_date(value: date | datetime | None) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    return value

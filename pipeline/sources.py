@@ -1,0 +1,117 @@
+"""Reading local inputs: files and directories of .txt, .md and .html(.gz).
+
+A file may carry a metadata sidecar beside it, ``NAME.meta.yaml`` (for example
+``000_seed.txt.meta.yaml``) with any of ``title``, ``author``, ``published``,
+``url``, ``language``. Sidecars are part of the document's identity: changing
+one changes the content hash.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.models import RawDocument
+
+SIDECAR_SUFFIX = ".meta.yaml"
+MEDIA_TYPES = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+}
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+class SourceError(ValueError):
+    """A document could not be read; the message says why, for the errors table."""
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    """An input that failed before it became a RawDocument."""
+
+    source: str
+    stage: str
+    error: str
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def expand_inputs(inputs: list[str]) -> Iterator[str]:
+    """Yield each input, with a directory replaced by its documents in name order."""
+    for value in inputs:
+        path = Path(value)
+        if not is_url(value) and path.is_dir():
+            yield from (str(p) for p in sorted(path.rglob("*")) if is_document_path(p))
+        else:
+            yield value
+
+
+def is_document_path(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and media_type_for(path) is not None
+
+
+def media_type_for(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(SIDECAR_SUFFIX):
+        return None
+    if name.endswith(".gz"):
+        name = name[: -len(".gz")]
+    return MEDIA_TYPES.get(Path(name).suffix)
+
+
+def read_file(path: Path) -> RawDocument:
+    """Read one local document, decompressing ``.gz`` and loading its sidecar."""
+    media_type = media_type_for(path)
+    if media_type is None:
+        raise SourceError(f"unsupported file type {path.suffix!r} (expected .txt, .md, .html or .html.gz)")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SourceError(f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        body = path.read_bytes()
+    except OSError as error:
+        raise SourceError(f"cannot read file: {error.strerror or error}") from error
+    if path.name.lower().endswith(".gz"):
+        body = _gunzip(body)
+    if not body.strip():
+        raise SourceError("empty document")
+    return RawDocument(
+        source=str(path.resolve()), body=body, media_type=media_type, metadata=read_sidecar(path)
+    )
+
+
+def _gunzip(body: bytes) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise SourceError(f"corrupt gzip data: {error}") from error
+    if len(data) > MAX_FILE_BYTES:
+        raise SourceError(f"decompressed size is over the {MAX_FILE_BYTES}-byte limit")
+    return data
+
+
+
+def read_sidecar(path: Path) -> Mapping[str, str]:
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not sidecar.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SourceError(f"unreadable metadata sidecar {sidecar.name}: {error}") from error
+    if not isinstance(loaded, dict):
+        raise SourceError(f"metadata sidecar {sidecar.name} must be a mapping of key: value")
+    return {str(k): str(v) for k, v in loaded.items() if v is not None}

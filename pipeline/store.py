@@ -1,0 +1,233 @@
+"""Store: load one document version into Postgres in one transaction.
+
+Idempotency is held by the database, not by luck: ``articles.source`` and
+``raw_documents (source, content_sha256)`` are unique, the article row is
+locked (``FOR UPDATE``) before its facts are replaced, and entities are
+upserted on ``(key, type)`` in a stable order so concurrent loaders never
+deadlock.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline.facts.names import name_key
+from pipeline.models import Document, RawDocument
+
+LoadStatus = Literal["loaded", "replaced", "unchanged"]
+PERSON = "PERSON"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    status: LoadStatus
+    article_id: int
+
+
+def start_run(engine: Engine, *, trigger: str) -> int:
+    with engine.begin() as conn:
+        run_id = conn.scalar(sa.text("INSERT INTO ingest_runs (trigger) VALUES (:t) RETURNING id"), {"t": trigger})
+    return int(run_id)
+
+
+def finish_run(engine: Engine, run_id: int, counts: Mapping[str, int]) -> None:
+    status = "succeeded" if counts["failed"] == 0 else ("failed" if counts["failed"] == counts["seen"] else "partial")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE ingest_runs SET finished_at = now(), status = :status, documents_seen = :seen, "
+                "documents_loaded = :loaded, documents_unchanged = :unchanged, documents_failed = :failed "
+                "WHERE id = :id"
+            ),
+            {"status": status, "id": run_id, **{k: counts[k] for k in ("seen", "loaded", "unchanged", "failed")}},
+        )
+
+
+def record_error(engine: Engine, *, run_id: int | None, source: str, stage: str, error: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO ingest_errors (ingest_run_id, source, stage, error) VALUES (:r, :s, :st, :e)"),
+            {"r": run_id, "s": source, "st": stage, "e": error[:4000]},
+        )
+
+
+def find_unchanged(engine: Engine, raw: RawDocument) -> int | None:
+    """The article that already holds exactly this content (same source, or the same bytes elsewhere)."""
+    with engine.connect() as conn:
+        found = conn.scalar(
+            sa.text(
+                "SELECT id FROM articles WHERE content_hash = :h "
+                "ORDER BY (source = :s) DESC, id LIMIT 1"
+            ),
+            {"h": raw.content_sha256, "s": raw.source},
+        )
+    return int(found) if found is not None else None
+
+
+def load_document(
+    engine: Engine, raw: RawDocument, document: Document, *, run_id: int, extractor_version: str
+) -> LoadResult:
+    """Store the raw bytes, then insert or replace the article and all its facts atomically."""
+    with engine.begin() as conn:
+        raw_id = _store_raw(conn, raw, run_id)
+        article_id, status = _claim_article(conn, raw, document, raw_id=raw_id, run_id=run_id,
+                                            extractor_version=extractor_version)
+        if status != "unchanged":
+            _insert_facts(conn, article_id, document)
+    return LoadResult(status=status, article_id=article_id)
+
+
+def _store_raw(conn: Connection, raw: RawDocument, run_id: int) -> int:
+    row = conn.execute(
+        sa.text(
+            "INSERT INTO raw_documents (source, content_sha256, media_type, metadata, body_gzip, byte_size, "
+            "ingest_run_id) VALUES (:source, :sha, :media, CAST(:meta AS jsonb), :body, :size, :run) "
+            "ON CONFLICT (source, content_sha256) DO UPDATE SET media_type = EXCLUDED.media_type RETURNING id"
+        ),
+        {
+            "source": raw.source, "sha": raw.content_sha256, "media": raw.media_type,
+            "meta": _json(dict(raw.metadata)), "body": gzip.compress(raw.body, 6), "size": len(raw.body),
+            "run": run_id,
+        },
+    ).one()
+    return int(row.id)
+
+
+def _claim_article(
+    conn: Connection, raw: RawDocument, document: Document, *, raw_id: int, run_id: int, extractor_version: str
+) -> tuple[int, LoadStatus]:
+    """Insert the article, or lock and update it when its content changed."""
+    values = _article_values(raw, document, raw_id=raw_id, run_id=run_id, extractor_version=extractor_version)
+    inserted = conn.scalar(
+        sa.text(
+            "INSERT INTO articles (source, url, title, author, published_at, language, content_hash, "
+            "raw_document_id, text, extractor_version, ingest_run_id) VALUES (:source, :url, :title, :author, "
+            ":published_at, :language, :content_hash, :raw_id, :text, :extractor_version, :run_id) "
+            "ON CONFLICT (source) DO NOTHING RETURNING id"
+        ),
+        values,
+    )
+    if inserted is not None:
+        return int(inserted), "loaded"
+    current = conn.execute(
+        sa.text("SELECT id, content_hash FROM articles WHERE source = :source FOR UPDATE"), values
+    ).one()
+    if current.content_hash == raw.content_sha256:
+        return int(current.id), "unchanged"
+    conn.execute(
+        sa.text(
+            "UPDATE articles SET url = :url, title = :title, author = :author, published_at = :published_at, "
+            "language = :language, content_hash = :content_hash, raw_document_id = :raw_id, text = :text, "
+            "extractor_version = :extractor_version, ingest_run_id = :run_id, version = version + 1, "
+            "updated_at = now() WHERE id = :id"
+        ),
+        {**values, "id": current.id},
+    )
+    conn.execute(sa.text("DELETE FROM sections WHERE article_id = :id"), {"id": current.id})
+    return int(current.id), "replaced"
+
+
+def _article_values(
+    raw: RawDocument, document: Document, *, raw_id: int, run_id: int, extractor_version: str
+) -> dict[str, Any]:
+    return {
+        "source": raw.source, "url": document.url, "title": document.title, "author": document.author,
+        "published_at": document.published_at, "language": document.language,
+        "content_hash": raw.content_sha256, "raw_id": raw_id, "text": document.text,
+        "extractor_version": extractor_version, "run_id": run_id,
+    }
+
+
+INSERTS = {
+    "entity_mentions": "INSERT INTO entity_mentions (article_id, section_id, entity_id, start_offset, end_offset, "
+    "mention) VALUES (:a, :s, :entity_id, :start, :end, :text) ON CONFLICT DO NOTHING",
+    "quotes": "INSERT INTO quotes (article_id, section_id, kind, quote, start_offset, end_offset, speaker, "
+    "speaker_entity_id, speaker_text, cue) VALUES (:a, :s, :kind, :text, :start, :end, :speaker, :speaker_id, "
+    ":speaker_text, :cue) ON CONFLICT DO NOTHING",
+    "dates": "INSERT INTO dates (article_id, section_id, mention, start_offset, end_offset, value, granularity, "
+    "value_start) VALUES (:a, :s, :text, :start, :end, :value, :granularity, CAST(:value_start AS date)) "
+    "ON CONFLICT DO NOTHING",
+    "quantities": "INSERT INTO quantities (article_id, section_id, mention, start_offset, end_offset, value, unit, "
+    "noun) VALUES (:a, :s, :text, :start, :end, :value, :unit, :noun) ON CONFLICT DO NOTHING",
+    "claims": "INSERT INTO claims (article_id, section_id, actor, actor_entity_id, predicate, object, start_offset, "
+    "end_offset) VALUES (:a, :s, :actor, :actor_id, :predicate, :object, :start, :end) ON CONFLICT DO NOTHING",
+}
+
+
+def _insert_facts(conn: Connection, article_id: int, document: Document) -> None:
+    section_ids = _insert_sections(conn, article_id, document)
+    entity_ids = _upsert_entities(conn, document)
+    for table, rows in _fact_rows(document, entity_ids).items():
+        batch = [{**row, "a": article_id, "s": section_ids[row.pop("section")]} for row in rows]
+        if batch:
+            conn.execute(sa.text(INSERTS[table]), batch)
+
+
+def _fact_rows(document: Document, entity_ids: Mapping[tuple[str, str], int]) -> dict[str, list[dict[str, Any]]]:
+    """Rows for each fact table, keyed by section position (mapped to ids by the caller)."""
+    facts, at = document.facts, document.section_of
+    persons = {key: ident for (key, kind), ident in entity_ids.items() if kind == PERSON}
+    return {
+        "entity_mentions": [
+            {"section": at(m.start), "entity_id": entity_ids[(name_key(e.name), e.type)], "start": m.start,
+             "end": m.end, "text": m.text}
+            for e in facts.entities for m in e.mentions
+        ],
+        "quotes": [
+            {**asdict(q), "speaker_id": persons.get(name_key(q.speaker)) if q.speaker else None}
+            for q in facts.quotes
+        ],
+        "dates": [{**asdict(d), "section": at(d.start), "value_start": _first_day(d.value)} for d in facts.dates],
+        "quantities": [{**asdict(q), "section": at(q.start)} for q in facts.quantities],
+        "claims": [{**asdict(c), "actor_id": _any_entity(entity_ids, c.actor)} for c in facts.claims],
+    }
+
+
+def _insert_sections(conn: Connection, article_id: int, document: Document) -> dict[int, int]:
+    ids: dict[int, int] = {}
+    for section in document.sections:
+        ids[section.position] = int(conn.scalar(
+            sa.text(
+                "INSERT INTO sections (article_id, position, heading, start_offset, end_offset, body) "
+                "VALUES (:a, :p, :h, :s, :e, :b) RETURNING id"
+            ),
+            {"a": article_id, "p": section.position, "h": section.heading, "s": section.start,
+             "e": section.end, "b": document.text[section.start : section.end]},
+        ))
+    return ids
+
+
+def _upsert_entities(conn: Connection, document: Document) -> dict[tuple[str, str], int]:
+    """Entity ids by (key, type), upserted in key order so concurrent loads lock in one order."""
+    wanted = sorted({(name_key(e.name), e.type): e.name for e in document.facts.entities}.items())
+    ids: dict[tuple[str, str], int] = {}
+    for (key, kind), name in wanted:
+        ids[(key, kind)] = int(conn.scalar(
+            sa.text(
+                "INSERT INTO entities (key, type, name) VALUES (:k, :t, :n) "
+                "ON CONFLICT (key, type) DO UPDATE SET key = EXCLUDED.key RETURNING id"
+            ),
+            {"k": key, "t": kind, "n": name},
+        ))
+    return ids
+
+
+def _any_entity(entity_ids: Mapping[tuple[str, str], int], name: str) -> int | None:
+    key = name_key(name)
+    return next((ident for (k, _), ident in sorted(entity_ids.items()) if k == key), None)
+
+
+def _first_day(value: str) -> str:
+    parts = value.split("-")
+    return "-".join(parts + ["01"] * (3 - len(parts)))
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
