@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/newsflow db migrate
 	$(BIN)/newsflow ingest seeds/
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest
 
 lint: install

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.database import DatabaseUnavailable, check_connection, create_engine, database_url, psql_command
+from pipeline.database import DatabaseUnavailableError, check_connection, create_engine, database_url, psql_command
 from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
 from pipeline.migrate import apply_migrations
 from pipeline.settings import Settings
@@ -26,14 +26,15 @@ from pipeline.sources import expand_inputs
 EXIT_SOME_FAILED = 1
 EXIT_DATABASE = 3
 
-app = typer.Typer(help="Newsflow: ingest news into Postgres as sections and facts.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Newsflow: ingest news into Postgres as sections and facts.", no_args_is_help=True, add_completion=False
+)
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console(stderr=True)
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     jsonl = "jsonl"
     json = "json"
 
@@ -105,7 +106,7 @@ def _ready_engine(settings: Settings, *, announce: bool = False):  # type: ignor
     try:
         check_connection(engine)
         applied = apply_migrations(url, settings.sql_dir)
-    except DatabaseUnavailable as error:
+    except DatabaseUnavailableError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_DATABASE) from error
     if applied or announce:
@@ -123,16 +124,35 @@ def _parse_anchor(published: str | None) -> date | None:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def _print_summary(summary: IngestSummary) -> None:
     table = Table(title=f"ingest run {summary.run_id}")
     for column in ("documents", "new", "replaced", "unchanged", "failed", "sections", "entities", "quotes"):
         table.add_column(column, justify="right")
-    table.add_row(*(str(v) for v in (summary.seen, summary.loaded, summary.replaced, summary.unchanged,
-                                      summary.failed, summary.sections, summary.entities, summary.quotes)))
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                summary.seen,
+                summary.loaded,
+                summary.replaced,
+                summary.unchanged,
+                summary.failed,
+                summary.sections,
+                summary.entities,
+                summary.quotes,
+            )
+        )
+    )
     console.print(table)
     if summary.seen and summary.unchanged == summary.seen:
         console.print("Nothing changed: every document was already stored.")

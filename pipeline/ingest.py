@@ -54,8 +54,12 @@ class IngestSummary:
         return len(self.failures)
 
     def counts(self) -> dict[str, int]:
-        return {"seen": self.seen, "loaded": self.loaded + self.replaced, "unchanged": self.unchanged,
-                "failed": self.failed}
+        return {
+            "seen": self.seen,
+            "loaded": self.loaded + self.replaced,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+        }
 
 
 def extractor_version(settings: Settings) -> str:
@@ -73,7 +77,11 @@ def read_input(value: str) -> RawDocument:
 
 
 def ingest(
-    settings: Settings, engine: Engine, inputs: Iterable[str], *, trigger: str = "cli",
+    settings: Settings,
+    engine: Engine,
+    inputs: Iterable[str],
+    *,
+    trigger: str = "cli",
     on_document: Progress | None = None,
 ) -> IngestSummary:
     """Ingest every input; one transaction per document, errors recorded per document."""
@@ -124,8 +132,9 @@ def _prepare(engine: Engine, value: str, summary: IngestSummary) -> tuple[RawDoc
 
 def _load(settings: Settings, engine: Engine, raw: RawDocument, document: Document, summary: IngestSummary) -> None:
     try:
-        result = store.load_document(engine, raw, document, run_id=summary.run_id,
-                                     extractor_version=extractor_version(settings))
+        result = store.load_document(
+            engine, raw, document, run_id=summary.run_id, extractor_version=extractor_version(settings)
+        )
     except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
         _fail(engine, summary, Failure(raw.source, "load", f"{type(error).__name__}: {error}".splitlines()[0]))
         return

@@ -22,7 +22,7 @@ def paragraph_boundaries(doc: Doc) -> Doc:
     return doc
 
 
-class ModelNotFound(RuntimeError):
+class ModelNotFoundError(RuntimeError):
     """The configured spaCy model is not installed."""
 
 
@@ -34,7 +34,7 @@ def load_model(name: str) -> Language:
             warnings.simplefilter("ignore")
             nlp = spacy.load(name)
     except OSError as error:
-        raise ModelNotFound(
+        raise ModelNotFoundError(
             f"spaCy model {name!r} is not installed; run `make install` or set NEWSFLOW_SPACY_MODEL"
         ) from error
     if PARAGRAPH_COMPONENT not in nlp.pipe_names:

@@ -49,8 +49,15 @@ def process_batch(nlp: Language, items: Iterable[Laid], *, anchor: date | None =
 def _document(item: Laid, facts: Facts) -> Document:
     extracted = item.extracted
     return Document(
-        source=item.source, text=item.text, sections=item.sections, facts=facts, title=extracted.title,
-        author=extracted.author, language=extracted.language, published_at=extracted.published_at, url=extracted.url,
+        source=item.source,
+        text=item.text,
+        sections=item.sections,
+        facts=facts,
+        title=extracted.title,
+        author=extracted.author,
+        language=extracted.language,
+        published_at=extracted.published_at,
+        url=extracted.url,
     )
 
 

@@ -15,9 +15,7 @@ from pipeline.models import Block, Section
 PARAGRAPH_SEPARATOR = "\n\n"
 HEADING_MAX_WORDS = 12
 HEADING_MAX_CHARS = 90
-MINOR_WORDS = frozenset(
-    "a an and as at but by for from in into nor of on or per the to vs via with over under".split()
-)
+MINOR_WORDS = frozenset("a an and as at but by for from in into nor of on or per the to vs via with over under".split())
 WORD = re.compile(r"[^\W\d_][\w’'\-]*")
 
 

@@ -87,9 +87,7 @@ def read_file(path: Path) -> RawDocument:
         body = _gunzip(body)
     if not body.strip():
         raise SourceError("empty document")
-    return RawDocument(
-        source=str(path.resolve()), body=body, media_type=media_type, metadata=read_sidecar(path)
-    )
+    return RawDocument(source=str(path.resolve()), body=body, media_type=media_type, metadata=read_sidecar(path))
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -101,7 +99,6 @@ def _gunzip(body: bytes) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise SourceError(f"decompressed size is over the {MAX_FILE_BYTES}-byte limit")
     return data
-
 
 
 def read_sidecar(path: Path) -> Mapping[str, str]:

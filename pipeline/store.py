@@ -62,10 +62,7 @@ def find_unchanged(engine: Engine, raw: RawDocument) -> int | None:
     """The article that already holds exactly this content (same source, or the same bytes elsewhere)."""
     with engine.connect() as conn:
         found = conn.scalar(
-            sa.text(
-                "SELECT id FROM articles WHERE content_hash = :h "
-                "ORDER BY (source = :s) DESC, id LIMIT 1"
-            ),
+            sa.text("SELECT id FROM articles WHERE content_hash = :h ORDER BY (source = :s) DESC, id LIMIT 1"),
             {"h": raw.content_sha256, "s": raw.source},
         )
     return int(found) if found is not None else None
@@ -77,8 +74,9 @@ def load_document(
     """Store the raw bytes, then insert or replace the article and all its facts atomically."""
     with engine.begin() as conn:
         raw_id = _store_raw(conn, raw, run_id)
-        article_id, status = _claim_article(conn, raw, document, raw_id=raw_id, run_id=run_id,
-                                            extractor_version=extractor_version)
+        article_id, status = _claim_article(
+            conn, raw, document, raw_id=raw_id, run_id=run_id, extractor_version=extractor_version
+        )
         if status != "unchanged":
             _insert_facts(conn, article_id, document)
     return LoadResult(status=status, article_id=article_id)
@@ -92,8 +90,12 @@ def _store_raw(conn: Connection, raw: RawDocument, run_id: int) -> int:
             "ON CONFLICT (source, content_sha256) DO UPDATE SET media_type = EXCLUDED.media_type RETURNING id"
         ),
         {
-            "source": raw.source, "sha": raw.content_sha256, "media": raw.media_type,
-            "meta": _json(dict(raw.metadata)), "body": gzip.compress(raw.body, 6), "size": len(raw.body),
+            "source": raw.source,
+            "sha": raw.content_sha256,
+            "media": raw.media_type,
+            "meta": _json(dict(raw.metadata)),
+            "body": gzip.compress(raw.body, 6),
+            "size": len(raw.body),
             "run": run_id,
         },
     ).one()
@@ -138,10 +140,17 @@ def _article_values(
     raw: RawDocument, document: Document, *, raw_id: int, run_id: int, extractor_version: str
 ) -> dict[str, Any]:
     return {
-        "source": raw.source, "url": document.url, "title": document.title, "author": document.author,
-        "published_at": document.published_at, "language": document.language,
-        "content_hash": raw.content_sha256, "raw_id": raw_id, "text": document.text,
-        "extractor_version": extractor_version, "run_id": run_id,
+        "source": raw.source,
+        "url": document.url,
+        "title": document.title,
+        "author": document.author,
+        "published_at": document.published_at,
+        "language": document.language,
+        "content_hash": raw.content_sha256,
+        "raw_id": raw_id,
+        "text": document.text,
+        "extractor_version": extractor_version,
+        "run_id": run_id,
     }
 
 
@@ -176,13 +185,18 @@ def _fact_rows(document: Document, entity_ids: Mapping[tuple[str, str], int]) ->
     persons = {key: ident for (key, kind), ident in entity_ids.items() if kind == PERSON}
     return {
         "entity_mentions": [
-            {"section": at(m.start), "entity_id": entity_ids[(name_key(e.name), e.type)], "start": m.start,
-             "end": m.end, "text": m.text}
-            for e in facts.entities for m in e.mentions
+            {
+                "section": at(m.start),
+                "entity_id": entity_ids[(name_key(e.name), e.type)],
+                "start": m.start,
+                "end": m.end,
+                "text": m.text,
+            }
+            for e in facts.entities
+            for m in e.mentions
         ],
         "quotes": [
-            {**asdict(q), "speaker_id": persons.get(name_key(q.speaker)) if q.speaker else None}
-            for q in facts.quotes
+            {**asdict(q), "speaker_id": persons.get(name_key(q.speaker)) if q.speaker else None} for q in facts.quotes
         ],
         "dates": [{**asdict(d), "section": at(d.start), "value_start": _first_day(d.value)} for d in facts.dates],
         "quantities": [{**asdict(q), "section": at(q.start)} for q in facts.quantities],
@@ -193,14 +207,22 @@ def _fact_rows(document: Document, entity_ids: Mapping[tuple[str, str], int]) ->
 def _insert_sections(conn: Connection, article_id: int, document: Document) -> dict[int, int]:
     ids: dict[int, int] = {}
     for section in document.sections:
-        ids[section.position] = int(conn.scalar(
-            sa.text(
-                "INSERT INTO sections (article_id, position, heading, start_offset, end_offset, body) "
-                "VALUES (:a, :p, :h, :s, :e, :b) RETURNING id"
-            ),
-            {"a": article_id, "p": section.position, "h": section.heading, "s": section.start,
-             "e": section.end, "b": document.text[section.start : section.end]},
-        ))
+        ids[section.position] = int(
+            conn.scalar(
+                sa.text(
+                    "INSERT INTO sections (article_id, position, heading, start_offset, end_offset, body) "
+                    "VALUES (:a, :p, :h, :s, :e, :b) RETURNING id"
+                ),
+                {
+                    "a": article_id,
+                    "p": section.position,
+                    "h": section.heading,
+                    "s": section.start,
+                    "e": section.end,
+                    "b": document.text[section.start : section.end],
+                },
+            )
+        )
     return ids
 
 
@@ -209,13 +231,15 @@ def _upsert_entities(conn: Connection, document: Document) -> dict[tuple[str, st
     wanted = sorted({(name_key(e.name), e.type): e.name for e in document.facts.entities}.items())
     ids: dict[tuple[str, str], int] = {}
     for (key, kind), name in wanted:
-        ids[(key, kind)] = int(conn.scalar(
-            sa.text(
-                "INSERT INTO entities (key, type, name) VALUES (:k, :t, :n) "
-                "ON CONFLICT (key, type) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key, "t": kind, "n": name},
-        ))
+        ids[(key, kind)] = int(
+            conn.scalar(
+                sa.text(
+                    "INSERT INTO entities (key, type, name) VALUES (:k, :t, :n) "
+                    "ON CONFLICT (key, type) DO UPDATE SET key = EXCLUDED.key RETURNING id"
+                ),
+                {"k": key, "t": kind, "n": name},
+            )
+        )
     return ids
 
 

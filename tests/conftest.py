@@ -91,14 +91,25 @@ def db_settings(settings: Settings, migrated_url: str) -> Settings:
 
 def table_digest(engine: sa.Engine) -> dict[str, str]:
     """An md5 of every table's full contents (ids and timestamps of runs excluded)."""
-    tables = ["raw_documents", "articles", "sections", "entities", "entity_mentions", "quotes", "dates",
-              "quantities", "claims"]
+    tables = [
+        "raw_documents",
+        "articles",
+        "sections",
+        "entities",
+        "entity_mentions",
+        "quotes",
+        "dates",
+        "quantities",
+        "claims",
+    ]
     digests = {}
     with engine.connect() as conn:
         for table in tables:
-            row = conn.execute(sa.text(
-                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM "  # noqa: S608
-                f"(SELECT * FROM {table}) AS t"
-            )).scalar_one()
+            row = conn.execute(
+                sa.text(
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM "
+                    f"(SELECT * FROM {table}) AS t"
+                )
+            ).scalar_one()
             digests[table] = row
     return digests

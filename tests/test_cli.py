@@ -26,8 +26,11 @@ def test_extract_prints_document_json(tmp_path: Path) -> None:
     document = json.loads(lines[0])
     assert document["source"] == str(SEED)
     assert document["published_at"] == "2025-05-15"
-    assert [s["heading"] for s in document["sections"]][1:] == ["How Did We Get Here?", "Russia’s Demands",
-                                                                 "Ukraine’s Position"]
+    assert [s["heading"] for s in document["sections"]][1:] == [
+        "How Did We Get Here?",
+        "Russia’s Demands",
+        "Ukraine’s Position",
+    ]
     assert {"entities", "quotes", "dates", "quantities", "claims"} <= set(document)
 
 
@@ -56,7 +59,9 @@ def test_extract_directory_expands(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# Title\n\nSome body text here.\n")
     result = runner.invoke(app, ["extract", str(tmp_path)])
     assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == [
-        str(tmp_path / "a.md"), str(tmp_path / "b.txt")]
+        str(tmp_path / "a.md"),
+        str(tmp_path / "b.txt"),
+    ]
 
 
 def test_bad_published_date_is_a_usage_error() -> None:

@@ -58,9 +58,7 @@ def test_there_are_ten_example_queries() -> None:
 
 
 @pytest.mark.postgres
-def test_every_documented_query_runs_on_the_seed(
-    db_settings: Settings, engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_every_documented_query_runs_on_the_seed(db_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
     shutil.copy(SEED, tmp_path / SEED.name)
     shutil.copy(SEED.with_name(SEED.name + ".meta.yaml"), tmp_path / (SEED.name + ".meta.yaml"))
     ingest(db_settings, engine, [str(tmp_path / SEED.name)])

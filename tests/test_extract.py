@@ -37,15 +37,23 @@ def test_reporting_on_newsletters_is_kept() -> None:
 
 
 def test_related_list_goes_with_its_heading() -> None:
-    blocks = (Block("paragraph", "Body."), Block("heading", "Related"), Block("item", "Other story"),
-              Block("heading", "Next Part"), Block("paragraph", "More body."))
+    blocks = (
+        Block("paragraph", "Body."),
+        Block("heading", "Related"),
+        Block("item", "Other story"),
+        Block("heading", "Next Part"),
+        Block("paragraph", "More body."),
+    )
     assert [b.text for b in remove_boilerplate(blocks)] == ["Body.", "Next Part", "More body."]
 
 
 def test_plain_text_header_lines_become_metadata() -> None:
     extracted = read_plain_text("Big News Today\n\nBy Jane Doe\n\nMarch 3, 2026\n\nThe first paragraph.\n\nMore.")
-    assert (extracted.title, extracted.author, str(extracted.published_at)) == ("Big News Today", "Jane Doe",
-                                                                                "2026-03-03")
+    assert (extracted.title, extracted.author, str(extracted.published_at)) == (
+        "Big News Today",
+        "Jane Doe",
+        "2026-03-03",
+    )
     assert [b.text for b in extracted.blocks] == ["The first paragraph.", "More."]
 
 
@@ -57,8 +65,12 @@ def test_hard_wrapped_paragraphs_are_joined() -> None:
 def test_markdown_front_matter_and_headings() -> None:
     meta, body = split_front_matter("---\ntitle: Hello\ndate: 2025-05-15\n---\n# Hello\n\nLead.\n\n## Part\n\n> Q\n")
     assert meta == {"title": "Hello", "date": "2025-05-15"}
-    assert markdown_blocks(body) == (Block("heading", "Hello", 1), Block("paragraph", "Lead."),
-                                     Block("heading", "Part", 2), Block("quote", "Q"))
+    assert markdown_blocks(body) == (
+        Block("heading", "Hello", 1),
+        Block("paragraph", "Lead."),
+        Block("heading", "Part", 2),
+        Block("quote", "Q"),
+    )
 
 
 def test_markdown_document_uses_front_matter(tmp_path: Path) -> None:
@@ -87,8 +99,11 @@ def test_html_benchmark_page_keeps_headings() -> None:
 
 @pytest.mark.parametrize(
     ("name", "body", "message"),
-    [("empty.txt", b"  \n", "empty document"), ("junk.txt", bytes(range(256)) * 40, "binary data"),
-     ("bad.html.gz", b"\x1f\x8bnot gzip at all", "corrupt gzip")],
+    [
+        ("empty.txt", b"  \n", "empty document"),
+        ("junk.txt", bytes(range(256)) * 40, "binary data"),
+        ("bad.html.gz", b"\x1f\x8bnot gzip at all", "corrupt gzip"),
+    ],
 )
 def test_bad_files_fail_with_a_clear_reason(tmp_path: Path, name: str, body: bytes, message: str) -> None:
     path = tmp_path / name

@@ -33,8 +33,14 @@ def test_two_heading_like_lines_in_a_row_are_not_both_headings() -> None:
 
 
 def test_layout_offsets_cover_bodies_and_exclude_headings() -> None:
-    blocks = (Block("paragraph", "Lead one."), Block("heading", "Part Two"), Block("paragraph", "Body two."),
-              Block("paragraph", "More two."), Block("heading", "Part Three"), Block("paragraph", "Body three."))
+    blocks = (
+        Block("paragraph", "Lead one."),
+        Block("heading", "Part Two"),
+        Block("paragraph", "Body two."),
+        Block("paragraph", "More two."),
+        Block("heading", "Part Three"),
+        Block("paragraph", "Body three."),
+    )
     text, sections = layout(blocks)
     assert [(s.position, s.heading) for s in sections] == [(0, None), (1, "Part Two"), (2, "Part Three")]
     assert [text[s.start : s.end] for s in sections] == ["Lead one.", "Body two.\n\nMore two.", "Body three."]

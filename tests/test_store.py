@@ -32,10 +32,14 @@ def test_migrations_from_empty(database_url: str, settings: Settings) -> None:
     assert apply_migrations(database_url, settings.sql_dir) == []
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:
-        comments = dict(conn.execute(sa.text(
-            "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c WHERE c.relkind = 'v' "
-            "AND c.relnamespace = 'public'::regnamespace"
-        )).all())
+        comments = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c WHERE c.relkind = 'v' "
+                    "AND c.relnamespace = 'public'::regnamespace"
+                )
+            ).all()
+        )
     engine.dispose()
     assert set(VIEWS) <= set(comments)
     assert all(comments[v] for v in VIEWS)
@@ -46,18 +50,25 @@ def test_seed_end_to_end(db_settings: Settings, engine: sa.Engine, tmp_path: Pat
     assert (summary.loaded, summary.failed, summary.sections) == (1, 0, 4)
     with engine.connect() as conn:
         headings = conn.execute(sa.text("SELECT heading FROM v_sections ORDER BY position")).scalars().all()
-        quotes = dict(conn.execute(sa.text(
-            "SELECT speaker, count(*) FROM v_quotes WHERE kind = 'direct' GROUP BY speaker"
-        )).all())
-        people = set(conn.execute(sa.text(
-            "SELECT DISTINCT entity FROM v_entity_mentions WHERE type = 'PERSON'"
-        )).scalars())
+        quotes = dict(
+            conn.execute(sa.text("SELECT speaker, count(*) FROM v_quotes WHERE kind = 'direct' GROUP BY speaker")).all()
+        )
+        people = set(
+            conn.execute(sa.text("SELECT DISTINCT entity FROM v_entity_mentions WHERE type = 'PERSON'")).scalars()
+        )
         published = conn.scalar(sa.text("SELECT published_at::date::text FROM articles"))
         raw_size = conn.scalar(sa.text("SELECT byte_size FROM raw_documents"))
     assert headings == [None, "How Did We Get Here?", "Russia’s Demands", "Ukraine’s Position"]
     assert quotes["Donald Trump"] >= 4 and quotes["Volodymyr Zelensky"] >= 2 and quotes["Marco Rubio"] >= 2
-    assert people == {"Vladimir Putin", "Volodymyr Zelensky", "Recep Tayyip Erdogan", "Donald Trump",
-                      "Marco Rubio", "Dmitri Peskov", "JD Vance"}
+    assert people == {
+        "Vladimir Putin",
+        "Volodymyr Zelensky",
+        "Recep Tayyip Erdogan",
+        "Donald Trump",
+        "Marco Rubio",
+        "Dmitri Peskov",
+        "JD Vance",
+    }
     assert published == "2025-05-15"
     assert raw_size == SEED.stat().st_size
 
@@ -65,14 +76,18 @@ def test_seed_end_to_end(db_settings: Settings, engine: sa.Engine, tmp_path: Pat
 def test_offsets_in_the_database_point_at_the_text(db_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
     ingest(db_settings, engine, [str(copy_seed(tmp_path))])
     with engine.connect() as conn:
-        mismatches = conn.scalar(sa.text(
-            "SELECT count(*) FROM quotes q JOIN articles a ON a.id = q.article_id "
-            "WHERE substr(a.text, q.start_offset + 1, q.end_offset - q.start_offset) <> q.quote"
-        ))
-        section_mismatches = conn.scalar(sa.text(
-            "SELECT count(*) FROM sections s JOIN articles a ON a.id = s.article_id "
-            "WHERE substr(a.text, s.start_offset + 1, s.end_offset - s.start_offset) <> s.body"
-        ))
+        mismatches = conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM quotes q JOIN articles a ON a.id = q.article_id "
+                "WHERE substr(a.text, q.start_offset + 1, q.end_offset - q.start_offset) <> q.quote"
+            )
+        )
+        section_mismatches = conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM sections s JOIN articles a ON a.id = s.article_id "
+                "WHERE substr(a.text, s.start_offset + 1, s.end_offset - s.start_offset) <> s.body"
+            )
+        )
     assert (mismatches, section_mismatches) == (0, 0)
 
 

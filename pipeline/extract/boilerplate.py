@@ -70,4 +70,16 @@ def is_furniture(text: str) -> bool:
 def _is_imperative(text: str) -> bool:
     """Calls to action start with a verb or "Get"/"Don't"; reporting about subscriptions does not."""
     first = text.split()[0].lower().strip("“\"'")
-    return first in {"subscribe", "sign", "get", "join", "follow", "don't", "never", "like", "share", "enter", "register"}
+    return first in {
+        "subscribe",
+        "sign",
+        "get",
+        "join",
+        "follow",
+        "don't",
+        "never",
+        "like",
+        "share",
+        "enter",
+        "register",
+    }

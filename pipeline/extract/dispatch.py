@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from pipeline.extract.boilerplate import remove_boilerplate
-from pipeline.extract.html import NoMainText, read_html
+from pipeline.extract.html import NoMainTextError, read_html
 from pipeline.extract.markdown import markdown_blocks, split_front_matter
 from pipeline.extract.plaintext import read_plain_text
 from pipeline.extract.textutil import DecodeError, decode_text, parse_published
@@ -21,7 +21,7 @@ def extract(raw: RawDocument) -> Extracted:
     """Metadata and cleaned body blocks of one raw document."""
     try:
         extracted = _read(raw)
-    except (DecodeError, NoMainText) as error:
+    except (DecodeError, NoMainTextError) as error:
         raise ExtractError(str(error)) from error
     extracted = _with_metadata(extracted, raw.metadata)
     blocks = remove_boilerplate(extracted.blocks)

@@ -13,21 +13,26 @@ BLOCK_TAGS: dict[str, BlockKind] = {"head": "heading", "p": "paragraph", "quote"
 CONTAINER_TAGS = {"list", "div", "table", "row", "body"}
 
 
-class NoMainText(ValueError):
+class NoMainTextError(ValueError):
     """The page has no article text trafilatura can find."""
 
 
 def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
     """Metadata and structured body of an HTML page."""
     document = trafilatura.bare_extraction(
-        body, url=url, with_metadata=True, include_formatting=True, include_comments=False,
-        include_tables=True, output_format="python",
+        body,
+        url=url,
+        with_metadata=True,
+        include_formatting=True,
+        include_comments=False,
+        include_tables=True,
+        output_format="python",
     )
-    if document is None or getattr(document, "body", None) is None:
-        raise NoMainText("no main text found in the page")
+    if document is None or isinstance(document, dict) or document.body is None:
+        raise NoMainTextError("no main text found in the page")
     blocks = tuple(_walk(document.body))
     if not blocks:
-        raise NoMainText("no main text found in the page")
+        raise NoMainTextError("no main text found in the page")
     return Extracted(
         blocks=_without_title(blocks, document.title),
         title=_meta(document, "title"),
@@ -73,4 +78,3 @@ def _without_title(blocks: tuple[Block, ...], title: str | None) -> tuple[Block,
 def _meta(document: Any, name: str) -> str | None:
     value = getattr(document, name, None)
     return str(value).strip() or None if value else None
-

@@ -22,9 +22,20 @@ WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 MONTHS = {
     name: index
     for index, names in enumerate(
-        [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",),
-         ("june", "jun"), ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"),
-         ("october", "oct"), ("november", "nov"), ("december", "dec")],
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
         start=1,
     )
     for name in names
@@ -47,7 +58,17 @@ class Resolved:
 def resolve(expression: str, anchor: date, *, future: bool = False) -> Resolved | None:
     """The calendar value of ``expression`` seen from ``anchor``, or None for durations and vague times."""
     text = LEADING_NOISE.sub("", expression.lower().strip().replace("’", "'")).strip(" ,.")
-    for rule in (_relative_day, _weekday, _weekend, _relative_period, _month_day, _month_year, _month_part, _year, _ago):
+    for rule in (
+        _relative_day,
+        _weekday,
+        _weekend,
+        _relative_period,
+        _month_day,
+        _month_year,
+        _month_part,
+        _year,
+        _ago,
+    ):
         result = rule(text, anchor, future)
         if result is not None:
             return result
@@ -67,14 +88,28 @@ def _year_value(year: int) -> Resolved | None:
 
 
 def _relative_day(text: str, anchor: date, future: bool) -> Resolved | None:
-    offsets = {"today": 0, "tonight": 0, "this morning": 0, "this afternoon": 0, "this evening": 0,
-               "yesterday": -1, "tomorrow": 1, "last night": -1}
-    base = re.sub(r"\s+(morning|afternoon|evening|night)$", "", text) if text.startswith(("yesterday", "tomorrow")) else text
+    offsets = {
+        "today": 0,
+        "tonight": 0,
+        "this morning": 0,
+        "this afternoon": 0,
+        "this evening": 0,
+        "yesterday": -1,
+        "tomorrow": 1,
+        "last night": -1,
+    }
+    base = (
+        re.sub(r"\s+(morning|afternoon|evening|night)$", "", text)
+        if text.startswith(("yesterday", "tomorrow"))
+        else text
+    )
     return _day(anchor + timedelta(days=offsets[base])) if base in offsets else None
 
 
 def _weekday(text: str, anchor: date, future: bool) -> Resolved | None:
-    match = re.fullmatch(r"(?:(?P<rel>last|next|this|past|coming)\s+)?(?P<day>" + "|".join(WEEKDAYS) + r")" + DAY_PARTS, text)
+    match = re.fullmatch(
+        r"(?:(?P<rel>last|next|this|past|coming)\s+)?(?P<day>" + "|".join(WEEKDAYS) + r")" + DAY_PARTS, text
+    )
     if not match:
         return None
     target = WEEKDAYS.index(match.group("day"))
@@ -94,7 +129,9 @@ def _weekend(text: str, anchor: date, future: bool) -> Resolved | None:
         return None
     saturday_back = (anchor.weekday() - 5) % 7 or 7
     last_saturday = anchor - timedelta(days=saturday_back)
-    if match.group("rel") in {"last", "past"} or (match.group("rel") == "this" and not future and anchor.weekday() <= 1):
+    if match.group("rel") in {"last", "past"} or (
+        match.group("rel") == "this" and not future and anchor.weekday() <= 1
+    ):
         return _day(last_saturday)
     return _day(last_saturday + timedelta(days=7))
 
@@ -102,7 +139,8 @@ def _weekend(text: str, anchor: date, future: bool) -> Resolved | None:
 def _relative_period(text: str, anchor: date, future: bool) -> Resolved | None:
     match = re.fullmatch(
         r"(?:(?:early|late|mid|the early months of|the first half of|the end of|the start of|the beginning of)[\s-]+)?"
-        r"(?P<rel>last|this|next|previous|past|coming|current|following)\s+(?P<unit>month|year)", text
+        r"(?P<rel>last|this|next|previous|past|coming|current|following)\s+(?P<unit>month|year)",
+        text,
     )
     if not match:
         return None
@@ -114,9 +152,9 @@ def _relative_period(text: str, anchor: date, future: bool) -> Resolved | None:
 
 
 def _month_day(text: str, anchor: date, future: bool) -> Resolved | None:
-    match = re.fullmatch(MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<year>\d{4}))?" + DAY_PARTS, text) or re.fullmatch(
-        r"(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + MONTH + r"(?:,?\s+(?P<year>\d{4}))?", text
-    )
+    match = re.fullmatch(
+        MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<year>\d{4}))?" + DAY_PARTS, text
+    ) or re.fullmatch(r"(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + MONTH + r"(?:,?\s+(?P<year>\d{4}))?", text)
     if not match:
         return None
     month, day = MONTHS[match.group("month")], int(match.group("day"))
@@ -148,7 +186,9 @@ def _month_year(text: str, anchor: date, future: bool) -> Resolved | None:
 def _month_part(text: str, anchor: date, future: bool) -> Resolved | None:
     match = re.fullmatch(
         r"(?:(?:early|late|mid|the end of|the start of|the beginning of|the middle of|end of|start of)[\s-]+)?"
-        + MONTH + r"(?:\s+(?:this|last|next) year)?", text
+        + MONTH
+        + r"(?:\s+(?:this|last|next) year)?",
+        text,
     )
     if not match:
         return None

@@ -40,8 +40,12 @@ def _claims(doc: Doc, index: MentionIndex, section_of: Callable[[int], int]) -> 
             continue
         start = min(actor.start, token.idx) if actor.start >= token.sent.start_char else token.idx
         yield Claim(
-            actor=actor.name, predicate=token.lemma_.lower(), object=target.text,
-            start=start, end=target.end_char, section=section_of(token.idx),
+            actor=actor.name,
+            predicate=token.lemma_.lower(),
+            object=target.text,
+            start=start,
+            end=target.end_char,
+            section=section_of(token.idx),
         )
 
 
@@ -59,14 +63,14 @@ def _object_of(verb: Token) -> Span | None:
                 span = doc[child.i + 1 : child.right_edge.i + 1] if child.i + 1 <= child.right_edge.i else span
             if dep == "dobj":
                 span = _with_following_prep(verb, child, span)
-            span = _trim(span)
-            if span is not None:
-                return span
+            trimmed = _trim(span)
+            if trimmed is not None:
+                return trimmed
     return None
 
 
 def _with_following_prep(verb: Token, obj: Token, span: Span) -> Span:
-    """"demands control over five territories": the verb's prepositional phrase right after its object."""
+    """The verb's prepositional phrase right after its object ("demands control over five territories")."""
     doc = verb.doc
     for child in verb.children:
         if child.dep_ == "prep" and child.i == span.end and child.lower_ in {"over", "of", "for", "on"}:

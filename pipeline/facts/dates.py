@@ -26,14 +26,12 @@ def extract_dates(doc: Doc, anchor: date | None) -> list[DateMention]:
         resolved = resolve(span.text, anchor, future=is_future(span))
         if resolved is None:
             continue
-        found.append(
-            DateMention(span.text, span.start_char, span.end_char, resolved.value, resolved.granularity)
-        )
+        found.append(DateMention(span.text, span.start_char, span.end_char, resolved.value, resolved.granularity))
     return found
 
 
 def _with_day_part(entity: Span) -> Span:
-    """"Wednesday" + "evening" → "Wednesday evening" (spaCy splits them into DATE and TIME)."""
+    """Join a following part of day: "Wednesday" + "evening" (spaCy splits DATE and TIME)."""
     doc = entity.doc
     if entity.end < len(doc) and doc[entity.end].lower_ in DAY_PART_WORDS:
         return doc[entity.start : entity.end + 1]

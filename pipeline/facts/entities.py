@@ -93,8 +93,11 @@ def _is_leading_noise(token: Token, label: str, *, remaining: int) -> bool:
         return True
     if label != "PERSON" or remaining == 1:
         return False
-    return token.pos_ in NON_NAME_POS or token.is_lower or token.lower_.rstrip(".") + "." in PERSON_TITLES or (
-        token.lower_ in PERSON_TITLES
+    return (
+        token.pos_ in NON_NAME_POS
+        or token.is_lower
+        or token.lower_.rstrip(".") + "." in PERSON_TITLES
+        or (token.lower_ in PERSON_TITLES)
     )
 
 
@@ -125,8 +128,13 @@ def _resolve_group(
         label = "GPE"
     return [
         ResolvedMention(
-            start=m.span.start_char, end=m.span.end_char, text=m.span.text, name=name, type=label,
-            token_start=m.span.start, token_end=m.span.end,
+            start=m.span.start_char,
+            end=m.span.end_char,
+            text=m.span.text,
+            name=name,
+            type=label,
+            token_start=m.span.start,
+            token_end=m.span.end,
         )
         for m, _, _ in members
     ]

@@ -28,7 +28,7 @@ def name_key(name: str) -> str:
 
 
 def strip_possessive(text: str) -> str:
-    """"Russia’s" → "Russia"; "Jesus'" stays readable as "Jesus"."""
+    """Drop a possessive ending: "Russia’s" → "Russia"."""
     return POSSESSIVE.sub("", text) if text.endswith(("’s", "'s", "’", "'")) else text
 
 

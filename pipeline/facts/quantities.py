@@ -14,12 +14,45 @@ from spacy.tokens import Doc, Span, Token
 from pipeline.facts.numbers import MULTIPLIERS, parse_number
 from pipeline.models import Quantity
 
-CURRENCIES = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "us$": "USD", "eur": "EUR", "usd": "USD",
-              "euros": "EUR", "euro": "EUR", "dollars": "USD", "dollar": "USD", "pounds": "GBP", "yen": "JPY"}
+CURRENCIES = {
+    "€": "EUR",
+    "$": "USD",
+    "£": "GBP",
+    "¥": "JPY",
+    "us$": "USD",
+    "eur": "EUR",
+    "usd": "USD",
+    "euros": "EUR",
+    "euro": "EUR",
+    "dollars": "USD",
+    "dollar": "USD",
+    "pounds": "GBP",
+    "yen": "JPY",
+}
 PERCENT_WORDS = frozenset({"%", "percent", "per cent", "pct"})
 TIME_UNITS = frozenset({"second", "minute", "hour", "day", "week", "month", "year", "decade", "century"})
-MEASURE_UNITS = frozenset({"km", "kilometre", "kilometer", "mile", "metre", "meter", "kg", "kilogram", "ton",
-                           "tonne", "barrel", "acre", "hectare", "litre", "liter", "gallon", "mph", "degree"})
+MEASURE_UNITS = frozenset(
+    {
+        "km",
+        "kilometre",
+        "kilometer",
+        "mile",
+        "metre",
+        "meter",
+        "kg",
+        "kilogram",
+        "ton",
+        "tonne",
+        "barrel",
+        "acre",
+        "hectare",
+        "litre",
+        "liter",
+        "gallon",
+        "mph",
+        "degree",
+    }
+)
 NAME_LABELS = frozenset({"PERSON", "ORG", "GPE", "LOC", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW", "NORP"})
 VAGUE_NUMBERS = frozenset({"dozens", "hundreds", "thousands", "millions", "billions", "scores", "one", "a"})
 
@@ -39,7 +72,7 @@ def extract_quantities(doc: Doc, calendar_spans: list[tuple[int, int]]) -> list[
 def _number_runs(doc: Doc) -> Iterator[Span]:
     start = None
     for token in doc:
-        is_number = token.like_num and token.ent_type_ != "ORDINAL" or (
+        is_number = (token.like_num and token.ent_type_ != "ORDINAL") or (
             start is not None and token.lower_ in MULTIPLIERS
         )
         if is_number and start is None:
@@ -84,7 +117,7 @@ def _quantity(doc: Doc, run: Span) -> Quantity | None:
 
 
 def _hyphen_unit(doc: Doc, run: Span) -> Token | None:
-    """"30-day": the unit word after a hyphen glued to the number."""
+    """The unit word after a hyphen glued to the number, as in "30-day"."""
     if run.end + 1 < len(doc) and doc[run.end].text == "-" and not doc[run.end].whitespace_:
         candidate = doc[run.end + 1]
         if candidate.is_alpha:

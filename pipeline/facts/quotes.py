@@ -80,8 +80,11 @@ def _cues_near(doc: Doc, span: QuotedSpan) -> list[Token]:
     """Speech verbs outside the marks in the sentences the quote touches, nearest first."""
     sentences = _sentences_touching(doc, span)
     cues = [
-        token for sentence in sentences for token in sentence
-        if token.lemma_.lower() in SPEECH_CUES and token.pos_ in {"VERB", "AUX"}
+        token
+        for sentence in sentences
+        for token in sentence
+        if token.lemma_.lower() in SPEECH_CUES
+        and token.pos_ in {"VERB", "AUX"}
         and not span.outer_start <= token.idx < span.outer_end
     ]
     return sorted(cues, key=lambda t: min(abs(t.idx - span.outer_start), abs(t.idx - span.outer_end)))
@@ -117,8 +120,14 @@ def _indirect_quotes(
             continue
         speaker = speaker_for(subject, index, last_speaker=None)
         yield Quote(
-            kind="indirect", text=content.text, start=content.start_char, end=content.end_char,
-            speaker=speaker.name, speaker_text=speaker.text, cue=token.text, section=section_of(content.start_char),
+            kind="indirect",
+            text=content.text,
+            start=content.start_char,
+            end=content.end_char,
+            speaker=speaker.name,
+            speaker_text=speaker.text,
+            cue=token.text,
+            section=section_of(content.start_char),
         )
 
 

@@ -84,7 +84,7 @@ def speaker_for(subject: Token, mentions: MentionIndex, *, last_speaker: Speaker
 
 
 def _mention_in_compound(subject: Token, mentions: MentionIndex) -> ResolvedMention | None:
-    """"Putin’s spokesperson Dmitri Peskov": the appositive or compound name of the subject."""
+    """The appositive or compound name of the subject, as in "Putin’s spokesperson Dmitri Peskov"."""
     for child in subject.children:
         if child.dep_ in {"appos", "compound"}:
             mention = mentions.at(child)
@@ -103,19 +103,26 @@ def _antecedent(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker
     sentence_start = pronoun.sent.start_char
     previous_sentence = pronoun.doc[pronoun.sent.start - 1].sent if pronoun.sent.start > 0 else None
     subjects = [
-        m for m in candidates
-        if previous_sentence is not None and m.start >= previous_sentence.start_char and m.end <= sentence_start
+        m
+        for m in candidates
+        if previous_sentence is not None
+        and m.start >= previous_sentence.start_char
+        and m.end <= sentence_start
         and _is_subject(pronoun.doc, m)
     ]
     if subjects:
         return subjects[-1].name
-    if last_speaker is not None and last_speaker.name and last_speaker.start >= (previous_sentence or pronoun.sent).start_char:
+    if (
+        last_speaker is not None
+        and last_speaker.name
+        and last_speaker.start >= (previous_sentence or pronoun.sent).start_char
+    ):
         return last_speaker.name
     return candidates[-1].name
 
 
 def _plural_subject_before(pronoun: Token) -> str | None:
-    """"When Russian leaders discuss …, they …": the nearest plural subject earlier in the sentence."""
+    """The nearest plural subject earlier in the sentence ("When Russian leaders discuss …, they …")."""
     for token in reversed(pronoun.doc[pronoun.sent.start : pronoun.i]):
         if token.dep_ in SUBJECT_DEPS and token.tag_ in {"NNS", "NNPS"}:
             return pronoun.doc[token.left_edge.i : token.i + 1].text
