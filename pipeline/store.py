@@ -74,9 +74,8 @@ def load_document(
     """Store the raw bytes, then insert or replace the article and all its facts atomically."""
     with engine.begin() as conn:
         raw_id = _store_raw(conn, raw, run_id)
-        article_id, status = _claim_article(
-            conn, raw, document, raw_id=raw_id, run_id=run_id, extractor_version=extractor_version
-        )
+        values = _article_values(raw, document, raw_id=raw_id, run_id=run_id, extractor_version=extractor_version)
+        article_id, status = _claim_article(conn, values)
         if status != "unchanged":
             _insert_facts(conn, article_id, document)
     return LoadResult(status=status, article_id=article_id)
@@ -102,11 +101,8 @@ def _store_raw(conn: Connection, raw: RawDocument, run_id: int) -> int:
     return int(row.id)
 
 
-def _claim_article(
-    conn: Connection, raw: RawDocument, document: Document, *, raw_id: int, run_id: int, extractor_version: str
-) -> tuple[int, LoadStatus]:
+def _claim_article(conn: Connection, values: dict[str, Any]) -> tuple[int, LoadStatus]:
     """Insert the article, or lock and update it when its content changed."""
-    values = _article_values(raw, document, raw_id=raw_id, run_id=run_id, extractor_version=extractor_version)
     inserted = conn.scalar(
         sa.text(
             "INSERT INTO articles (source, url, title, author, published_at, language, content_hash, "
@@ -121,7 +117,7 @@ def _claim_article(
     current = conn.execute(
         sa.text("SELECT id, content_hash FROM articles WHERE source = :source FOR UPDATE"), values
     ).one()
-    if current.content_hash == raw.content_sha256:
+    if current.content_hash == values["content_hash"]:
         return int(current.id), "unchanged"
     conn.execute(
         sa.text(
