@@ -59,6 +59,15 @@ class Section:
     end: int
 
 
+def section_at(sections: tuple[Section, ...], offset: int) -> int:
+    """Position of the last section starting at or before ``offset`` (0 when none does)."""
+    position = 0
+    for section in sections:
+        if section.start <= offset:
+            position = section.position
+    return position
+
+
 @dataclass(frozen=True)
 class Mention:
     start: int
@@ -139,11 +148,7 @@ class Document:
 
     def section_of(self, offset: int) -> int:
         """Position of the section whose span contains ``offset`` (nearest before it)."""
-        position = 0
-        for section in self.sections:
-            if section.start <= offset:
-                position = section.position
-        return position
+        return section_at(self.sections, offset)
 
     def to_json(self) -> dict[str, Any]:
         published = self.published_at.isoformat() if self.published_at else None

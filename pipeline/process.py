@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 
 from spacy.language import Language
 
 from pipeline.facts import analyse
-from pipeline.models import Document, Extracted, Facts, Section
+from pipeline.models import Document, Extracted, Facts, Section, section_at
 from pipeline.sections import layout, mark_plain_headings
 
 NLP_BATCH_SIZE = 16
@@ -40,9 +41,8 @@ def process_batch(nlp: Language, items: Iterable[Laid], *, anchor: date | None =
     batch = list(items)
     docs = nlp.pipe((item.text for item in batch), batch_size=NLP_BATCH_SIZE)
     for item, parsed in zip(batch, docs, strict=True):
-        document = _document(item, Facts())
         published = _as_date(item.extracted.published_at) or anchor
-        facts = analyse(parsed, anchor=published, section_of=document.section_of)
+        facts = analyse(parsed, anchor=published, section_of=partial(section_at, item.sections))
         yield _document(item, facts)
 
 
