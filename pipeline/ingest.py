@@ -20,7 +20,7 @@ from pipeline import store
 from pipeline.extract import ExtractError, extract
 from pipeline.models import Document, RawDocument
 from pipeline.nlp import load_model
-from pipeline.process import Laid, lay_out, process_batch
+from pipeline.process import FactsError, Laid, lay_out, process_batch
 from pipeline.settings import Settings
 from pipeline.sources import SourceError, expand_inputs, is_url, read_file
 
@@ -108,7 +108,10 @@ def _ingest_batch(
     nlp = load_model(settings.spacy_model)
     documents = process_batch(nlp, (laid for _, laid in pending))
     for (raw, _), document in zip(pending, documents, strict=True):
-        _load(settings, engine, raw, document, summary)
+        if isinstance(document, FactsError):
+            _fail(engine, summary, Failure(raw.source, "facts", str(document)))
+        else:
+            _load(settings, engine, raw, document, summary)
         on_document(raw.source)
 
 
@@ -164,7 +167,11 @@ def extract_documents(
         laid = [item for item in prepared if isinstance(item, Laid)]
         processed = iter(process_batch(load_model(settings.spacy_model), laid, anchor=anchor) if laid else ())
         for item in prepared:
-            yield item if isinstance(item, Failure) else next(processed)
+            if isinstance(item, Failure):
+                yield item
+                continue
+            document = next(processed)
+            yield Failure(item.source, "facts", str(document)) if isinstance(document, FactsError) else document
 
 
 def _extract_one(value: str) -> Laid | Failure:

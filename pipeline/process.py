@@ -36,13 +36,23 @@ def lay_out(source: str, extracted: Extracted, *, plain_text: bool) -> Laid:
     return Laid(source=source, extracted=extracted, text=text, sections=sections)
 
 
-def process_batch(nlp: Language, items: Iterable[Laid], *, anchor: date | None = None) -> Iterator[Document]:
-    """Documents with facts, one ``nlp.pipe`` pass over the batch, in input order."""
+class FactsError(RuntimeError):
+    """Fact extraction failed on one document; the batch goes on without it."""
+
+
+def process_batch(
+    nlp: Language, items: Iterable[Laid], *, anchor: date | None = None
+) -> Iterator[Document | FactsError]:
+    """Documents with facts (or the error of one), one ``nlp.pipe`` pass over the batch, in input order."""
     batch = list(items)
     docs = nlp.pipe((item.text for item in batch), batch_size=NLP_BATCH_SIZE)
     for item, parsed in zip(batch, docs, strict=True):
         published = _as_date(item.extracted.published_at) or anchor
-        facts = analyse(parsed, anchor=published, section_of=partial(section_at, item.sections))
+        try:
+            facts = analyse(parsed, anchor=published, section_of=partial(section_at, item.sections))
+        except Exception as error:  # noqa: BLE001 - a rule tripping on one text must not stop the batch
+            yield FactsError(f"{type(error).__name__}: {error}")
+            continue
         yield _document(item, facts)
 
 

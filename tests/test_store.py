@@ -142,3 +142,22 @@ def test_same_content_under_another_path_is_not_duplicated(
     assert summary.unchanged == 1
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM articles")) == 1
+
+
+def test_a_facts_failure_is_recorded_and_the_batch_goes_on(
+    db_settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.process
+
+    real_analyse = pipeline.process.analyse
+
+    def fragile(doc, **kwargs):  # type: ignore[no-untyped-def]
+        if "TRIP" in doc.text:
+            raise ValueError("rule tripped")
+        return real_analyse(doc, **kwargs)
+
+    monkeypatch.setattr(pipeline.process, "analyse", fragile)
+    (tmp_path / "trip.txt").write_text("This TRIP document breaks a rule.\n")
+    summary = ingest(db_settings, engine, [str(tmp_path / "trip.txt"), str(copy_seed(tmp_path))])
+    assert (summary.loaded, summary.failed) == (1, 1)
+    assert summary.failures[0].stage == "facts" and "rule tripped" in summary.failures[0].error
