@@ -16,8 +16,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
-from pipeline.database import DatabaseUnavailableError, check_connection, create_engine, database_url, psql_command
+from pipeline.database import (
+    DatabaseUnavailableError,
+    check_connection,
+    create_engine,
+    database_url,
+    libpq_url,
+    psql_command,
+)
 from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
 from pipeline.migrate import apply_migrations
 from pipeline.settings import Settings
@@ -88,8 +96,6 @@ def extract_command(
 @db_app.command("url")
 def db_url_command() -> None:
     """Print the connection URL in use, so `psql "$(newsflow db url)"` works."""
-    from pipeline.database import libpq_url
-
     typer.echo(libpq_url(database_url(Settings.from_env())))
 
 
@@ -100,7 +106,7 @@ def db_migrate_command() -> None:
     _ready_engine(settings, announce=True)
 
 
-def _ready_engine(settings: Settings, *, announce: bool = False):  # type: ignore[no-untyped-def]
+def _ready_engine(settings: Settings, *, announce: bool = False) -> Engine:
     url = database_url(settings)
     engine = create_engine(url)
     try:

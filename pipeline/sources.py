@@ -12,7 +12,6 @@ import gzip
 import io
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -33,15 +32,6 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 
 class SourceError(ValueError):
     """A document could not be read; the message says why, for the errors table."""
-
-
-@dataclass(frozen=True)
-class SourceFailure:
-    """An input that failed before it became a RawDocument."""
-
-    source: str
-    stage: str
-    error: str
 
 
 def is_url(value: str) -> bool:

@@ -74,6 +74,4 @@ def _inline_text(inline: Token) -> str:
             parts.append(child.content)
         elif child.type in {"softbreak", "hardbreak"}:
             parts.append(" ")
-        elif child.type == "image":
-            continue
     return "".join(parts)
