@@ -10,6 +10,7 @@ import json
 import sys
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +27,8 @@ from pipeline.database import (
     libpq_url,
     psql_command,
 )
+from pipeline import report
+from pipeline.evaluation import evaluate, failed_targets, load_gold, total
 from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
 from pipeline.migrate import apply_migrations
 from pipeline.settings import Settings
@@ -90,6 +93,28 @@ def extract_command(
                 payload["published_at"] = anchor.isoformat()
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=indent) + "\n")
     if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    gold_dir: Annotated[Path, typer.Argument(help="Directory of gold annotations (*.json).")] = Path("tests/gold"),
+    show_misses: Annotated[bool, typer.Option("--show-misses", help="List what each document got wrong.")] = False,
+) -> None:
+    """Score extraction against hand-made gold annotations; exit 1 when a target is missed."""
+    try:
+        gold_documents = load_gold(gold_dir)
+    except (OSError, ValueError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from error
+    results = []
+    with _progress() as progress:
+        task = progress.add_task("evaluating", total=len(gold_documents))
+        for result in evaluate(Settings.from_env(), gold_documents):
+            results.append(result)
+            progress.advance(task)
+    report.print_evaluation(results, show_misses=show_misses)
+    if failed_targets(total(r.scores for r in results)) or any(r.error for r in results):
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

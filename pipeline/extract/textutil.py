@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import charset_normalizer
 from dateutil import parser as date_parser
@@ -44,13 +44,29 @@ def clean_inline(text: str) -> str:
     return WHITESPACE.sub(" ", text.replace("\r", "")).strip()
 
 
+# Zone abbreviations news sites print in datelines, as UTC offsets in hours ("ET" is taken as standard time).
+ZONE_OFFSETS = {
+    "ET": -5, "EST": -5, "EDT": -4, "CT": -6, "CST": -6, "CDT": -5, "MT": -7, "MST": -7, "MDT": -6,
+    "PT": -8, "PST": -8, "PDT": -7, "GMT": 0, "UTC": 0, "BST": 1, "CET": 1, "CEST": 2, "EET": 2,
+    "EEST": 3, "MSK": 3, "IST": 5.5, "JST": 9, "AEST": 10, "AEDT": 11,
+}  # fmt: skip
+
+
+def _zone(name: str | None, offset: int | None) -> tzinfo | int | None:
+    """Resolve zone abbreviations dateutil does not know, so datelines such as "3:05 PM ET" parse quietly."""
+    if offset is not None:
+        return offset
+    hours = ZONE_OFFSETS.get((name or "").upper())
+    return timezone(timedelta(hours=hours), name) if hours is not None else None
+
+
 def parse_published(value: str | None) -> date | datetime | None:
     """A published date from metadata: date-only strings stay dates."""
     if not value:
         return None
     value = value.strip()
     try:
-        parsed = date_parser.parse(value, default=datetime(1, 1, 1))
+        parsed = date_parser.parse(value, default=datetime(1, 1, 1), tzinfos=_zone)
     except (ValueError, OverflowError):
         return None
     if parsed.year < 1800:

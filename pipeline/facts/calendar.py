@@ -42,7 +42,9 @@ MONTHS = {
 }
 MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 LEADING_NOISE = re.compile(
-    r"^(?:(?:on|in|since|by|until|till|from|during|before|after|as of|of|at|around|about)\s+)*(?:the\s+)?"
+    r"^(?:(?:at least|at most|as early as|as late as|as of|so far|earlier|later|on|in|since|by|until|till|from"
+    r"|during|before|after|of|at|around|about|through|throughout)\s+)*(?:the\s+)?"
+    r"(?:(?:end|start|beginning|middle|first half|second half|rest|remainder) of\s+)?(?:the\s+)?"
 )
 DAY_PARTS = r"(?:\s+(?:morning|afternoon|evening|night|midday|noon))?"
 MAX_FUTURE_DAYS = 7
