@@ -69,6 +69,20 @@ def section_at(sections: tuple[Section, ...], offset: int) -> int:
 
 
 @dataclass(frozen=True)
+class Outline:
+    """The sections of a laid-out text, for the facts stage: which section an offset is in."""
+
+    sections: tuple[Section, ...]
+
+    def position_at(self, offset: int) -> int:
+        return section_at(self.sections, offset)
+
+    def in_body(self, offset: int) -> bool:
+        """False on heading lines, which sit between the sections' body spans."""
+        return any(section.start <= offset < section.end for section in self.sections)
+
+
+@dataclass(frozen=True)
 class Mention:
     start: int
     end: int

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import partial
 
 from spacy.language import Language
 
 from pipeline.facts import analyse
-from pipeline.models import Document, Extracted, Facts, Section, section_at
+from pipeline.models import Document, Extracted, Facts, Outline, Section
 from pipeline.sections import layout, mark_plain_headings
 
 NLP_BATCH_SIZE = 16
@@ -49,7 +48,7 @@ def process_batch(
     for item, parsed in zip(batch, docs, strict=True):
         published = _as_date(item.extracted.published_at) or anchor
         try:
-            facts = analyse(parsed, anchor=published, section_of=partial(section_at, item.sections))
+            facts = analyse(parsed, anchor=published, outline=Outline(item.sections))
         except Exception as error:  # noqa: BLE001 - a rule tripping on one text must not stop the batch
             yield FactsError(f"{type(error).__name__}: {error}")
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 
 from spacy.tokens import Doc
@@ -12,17 +11,17 @@ from pipeline.facts.dates import extract_dates
 from pipeline.facts.entities import resolve_entities
 from pipeline.facts.quantities import extract_quantities
 from pipeline.facts.quotes import extract_quotes
-from pipeline.models import Facts
+from pipeline.models import Facts, Outline
 
 
-def analyse(doc: Doc, *, anchor: date | None, section_of: Callable[[int], int]) -> Facts:
+def analyse(doc: Doc, *, anchor: date | None, outline: Outline) -> Facts:
     """Entities, quotes, dates, quantities and claims of one parsed document."""
     entities, mentions = resolve_entities(doc)
     dates = extract_dates(doc, anchor)
     return Facts(
         entities=entities,
-        quotes=tuple(extract_quotes(doc, mentions, section_of)),
+        quotes=tuple(extract_quotes(doc, mentions, outline)),
         dates=tuple(dates),
         quantities=tuple(extract_quantities(doc, [(d.start, d.end) for d in dates])),
-        claims=tuple(extract_claims(doc, mentions, section_of)),
+        claims=tuple(extract_claims(doc, mentions, outline)),
     )

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.facts.entities import ResolvedMention
 from pipeline.facts.speakers import MentionIndex, speaker_for, subject_of
-from pipeline.models import Claim
+from pipeline.models import Claim, Outline
 
 STANCE_VERBS = frozenset(
     "demand insist reject refuse agree propose pledge offer seek accept decline oppose vow promise "
@@ -22,12 +22,12 @@ OBJECT_DEPS = ("dobj", "xcomp", "ccomp", "prep", "attr")
 MAX_OBJECT_TOKENS = 30
 
 
-def extract_claims(doc: Doc, mentions: tuple[ResolvedMention, ...], section_of: Callable[[int], int]) -> list[Claim]:
+def extract_claims(doc: Doc, mentions: tuple[ResolvedMention, ...], outline: Outline) -> list[Claim]:
     index = MentionIndex(mentions)
-    return list(_claims(doc, index, section_of))
+    return list(_claims(doc, index, outline))
 
 
-def _claims(doc: Doc, index: MentionIndex, section_of: Callable[[int], int]) -> Iterator[Claim]:
+def _claims(doc: Doc, index: MentionIndex, outline: Outline) -> Iterator[Claim]:
     for token in doc:
         if token.pos_ != "VERB" or token.lemma_.lower() not in STANCE_VERBS:
             continue
@@ -45,7 +45,7 @@ def _claims(doc: Doc, index: MentionIndex, section_of: Callable[[int], int]) -> 
             object=target.text,
             start=start,
             end=target.end_char,
-            section=section_of(token.idx),
+            section=outline.position_at(token.idx),
         )
 
 

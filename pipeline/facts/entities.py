@@ -3,7 +3,9 @@
 - mentions are trimmed of titles, determiners and possessives
   ("Economy Minister Sophie Hermans" → "Sophie Hermans", "Russia’s" → "Russia");
 - a surname or first name alone resolves to the full name used elsewhere in the
-  article ("Putin" → "Vladimir Putin"), and such a group is a PERSON;
+  article ("Putin" → "Vladimir Putin"), and such a group is a PERSON; the
+  model's missed mentions of those names are added ("Volker said");
+- the titles a person is given are kept, so "the governor" can find "Gov. Eric Holcomb";
 - otherwise a name takes the label it mostly has in the article, ties going
   away from PERSON, and a lone place name (GeoNames) is never a PERSON.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.facts.names import PERSON_TITLES, name_key, place_names, strip_possessive
+from pipeline.facts.names import PERSON_TITLES, name_key, place_names, strip_possessive, title_noun
 from pipeline.models import Entity, Mention
 
 ENTITY_LABELS = frozenset(
@@ -36,6 +38,7 @@ class ResolvedMention:
     type: str
     token_start: int
     token_end: int
+    titles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,14 @@ class _RawMention:
     span: Span
     label: str
     name: str
+    titles: frozenset[str] = frozenset()
 
 
 def resolve_entities(doc: Doc) -> tuple[tuple[Entity, ...], tuple[ResolvedMention, ...]]:
     """Canonical entities of the article and every mention resolved to one."""
     raw = [m for m in (_raw_mention(ent) for ent in doc.ents if ent.label_ in ENTITY_LABELS) if m]
     full_names = [m for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2]
+    raw.extend(_missed_name_mentions(doc, full_names))
     grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
     for mention in raw:
         full = _full_name(mention, full_names)
@@ -68,7 +73,37 @@ def _raw_mention(ent: Span) -> _RawMention | None:
     name = strip_possessive(span.text.strip())
     if not any(ch.isalpha() for ch in name):
         return None
-    return _RawMention(span=span, label=ent.label_, name=name)
+    titles = _titles_before(span) if ent.label_ == "PERSON" else frozenset()
+    return _RawMention(span=span, label=ent.label_, name=name, titles=titles)
+
+
+def _titles_before(span: Span) -> frozenset[str]:
+    """Title words just before a name, inside or outside the entity ("Gov. Eric Holcomb")."""
+    titles: set[str] = set()
+    index = span.start - 1
+    while index >= 0 and index >= span.start - 4:
+        word = span.doc[index].lower_
+        if word not in PERSON_TITLES and word.rstrip(".") + "." not in PERSON_TITLES:
+            break
+        titles.add(title_noun(word))
+        index -= 1
+    return frozenset(titles)
+
+
+def _missed_name_mentions(doc: Doc, full_names: list[_RawMention]) -> list[_RawMention]:
+    """Surnames and first names of the article's people that the model left unlabelled."""
+    words = {word for full in full_names for word in (full.span[0].text, full.span[-1].text) if word[:1].isupper()}
+    labelled = {token.i for ent in doc.ents for token in ent}
+    return [
+        _RawMention(
+            span=doc[token.i : token.i + 1],
+            label="PERSON",
+            name=token.text,
+            titles=_titles_before(doc[token.i : token.i + 1]),
+        )
+        for token in doc
+        if token.text in words and token.i not in labelled and token.pos_ == "PROPN"
+    ]
 
 
 def _trim(ent: Span) -> Span | None:
@@ -98,7 +133,13 @@ def _is_leading_noise(token: Token, label: str, *, remaining: int) -> bool:
         or token.is_lower
         or token.lower_.rstrip(".") + "." in PERSON_TITLES
         or (token.lower_ in PERSON_TITLES)
+        or _is_sentence_initial_participle(token)
     )
+
+
+def _is_sentence_initial_participle(token: Token) -> bool:
+    """ "Hosting Cook, Benioff said …": the model folds an opening -ing verb into the name."""
+    return token.is_sent_start is True and token.lower_.endswith("ing") and len(token) > 5
 
 
 def _full_name(mention: _RawMention, full_names: list[_RawMention]) -> str | None:
@@ -123,6 +164,7 @@ def _resolve_group(
     members: list[tuple[_RawMention, str, bool]], full_names: list[_RawMention]
 ) -> list[ResolvedMention]:
     name = Counter(canonical for _, canonical, _ in members).most_common(1)[0][0]
+    titles = frozenset(title for m, _, _ in members for title in m.titles)
     label = "PERSON" if any(forced for _, _, forced in members) else _vote([m.label for m, _, _ in members])
     if label == "PERSON" and " " not in name.strip() and name_key(name) in place_names():
         label = "GPE"
@@ -135,6 +177,7 @@ def _resolve_group(
             type=label,
             token_start=m.span.start,
             token_end=m.span.end,
+            titles=titles,
         )
         for m, _, _ in members
     ]

@@ -25,17 +25,21 @@ def quoted_spans(text: str) -> list[QuotedSpan]:
 
     An opening mark without its closing one inside the same paragraph is
     dropped, unless the paragraph opens with it (a block quote running to the
-    paragraph's end); a quote therefore never swallows the rest of the article.
+    paragraph's end) or the next paragraph opens with a mark (the convention
+    for a quote running over paragraphs); a quote therefore never swallows the
+    rest of the article.
     """
     spans: list[QuotedSpan] = []
     offset = 0
-    for paragraph in text.split(PARAGRAPH_BREAK):
-        spans.extend(_paragraph_spans(paragraph, offset))
+    paragraphs = text.split(PARAGRAPH_BREAK)
+    for index, paragraph in enumerate(paragraphs):
+        following = next((p.lstrip() for p in paragraphs[index + 1 :] if p.strip()), "")
+        spans.extend(_paragraph_spans(paragraph, offset, runs_on=following[:1] in {*OPENING, STRAIGHT}))
         offset += len(paragraph) + len(PARAGRAPH_BREAK)
     return spans
 
 
-def _paragraph_spans(paragraph: str, offset: int) -> list[QuotedSpan]:
+def _paragraph_spans(paragraph: str, offset: int, *, runs_on: bool = False) -> list[QuotedSpan]:
     spans: list[QuotedSpan] = []
     open_at: int | None = None
     for index, char in enumerate(paragraph):
@@ -44,8 +48,8 @@ def _paragraph_spans(paragraph: str, offset: int) -> list[QuotedSpan]:
         elif (char in CLOSING or char == STRAIGHT) and open_at is not None:
             spans.extend(_span(paragraph, open_at, index + 1, offset))
             open_at = None
-    if open_at == 0:
-        spans.extend(_span(paragraph, 0, len(paragraph) + 1, offset))
+    if open_at == 0 or (open_at is not None and runs_on):
+        spans.extend(_span(paragraph, open_at, len(paragraph) + 1, offset))
     return spans
 
 

@@ -10,13 +10,34 @@ POSSESSIVE = re.compile(r"[’']s?$")
 PERSON_TITLES = frozenset(
     """
     president vice prime minister secretary chancellor premier senator sen. rep. representative
-    governor gov. mayor king queen prince princess pope general gen. lieutenant colonel col. major
-    captain capt. admiral commander chief justice judge ambassador spokesperson spokesman spokeswoman
-    envoy director chairman chairwoman chair ceo cfo coach dr. dr mr. mr mrs. mrs ms. ms sir dame
-    lord lady sheikh emir former foreign defense defence economy finance interior state deputy acting
-    u.s. us uk first lady speaker leader official officials
+    governor gov. lt. mayor king queen prince princess pope general gen. lieutenant colonel col. major maj.
+    captain capt. admiral adm. commander cmdr. sergeant sgt. corporal cpl. pvt. private specialist spc.
+    chief justice judge magistrate prosecutor attorney counsel lawyer ambassador envoy consul diplomat
+    spokesperson spokesman spokeswoman director chairman chairwoman chair ceo cfo coo cto founder co-founder
+    coach manager dr. dr mr. mr mrs. mrs ms. ms miss sir dame lord lady sheikh emir sultan ayatollah
+    former late then ex foreign defense defence economy finance interior state deputy acting interim
+    u.s. us uk first speaker leader official officials superintendent commissioner sheriff officer
+    inspector detective professor prof. dean bishop archbishop cardinal rabbi imam reverend rev. pastor
+    councilman councilwoman councillor councilor alderman assemblyman assemblywoman congressman congresswoman
+    lawmaker delegate treasurer comptroller auditor mp mep analyst economist strategist correspondent
+    reporter editor columnist anchor host actor actress singer rapper star author writer producer
+    artist designer chef nurse doctor physician surgeon scientist researcher astronaut pilot soldier
+    democrat republican democratic republican sens. reps. gov sen rep supt. atty. amb. pres.
     """.split()
 )
+# Abbreviated titles and the nouns that refer back to their holder ("Gov. Eric Holcomb" … "the governor").
+TITLE_NOUNS = {
+    "gov": "governor", "sen": "senator", "sens": "senator", "rep": "representative", "reps": "representative",
+    "pres": "president", "gen": "general", "supt": "superintendent", "atty": "attorney", "amb": "ambassador",
+    "prof": "professor", "dr": "doctor", "lt": "lieutenant", "col": "colonel", "capt": "captain",
+    "sgt": "sergeant", "adm": "admiral", "cmdr": "commander", "maj": "major", "rev": "reverend",
+}  # fmt: skip
+
+
+def title_noun(word: str) -> str:
+    """The noun a title word is referred back by: "Gov." → "governor", "Senator" → "senator"."""
+    key = word.lower().rstrip(".")
+    return TITLE_NOUNS.get(key, key)
 
 
 def name_key(name: str) -> str:

@@ -1,15 +1,19 @@
-"""Quotes: direct (in quotation marks, with a speaker), partial (unattributed fragments), indirect.
+"""Quotes: direct (quoted words with a speaker) and indirect (reported speech).
 
 A direct quote's speaker is the subject of the nearest cue verb outside the
-marks in the sentences the quote touches ("…,” Zelensky said. “…”). A quote
-with no cue of its own, in the same paragraph as the previous one, continues
-that speaker. Indirect speech is a cue verb's content clause
-("X said that …"), unless the clause is itself quoted.
+marks in the sentences the quote touches ("…,” Zelensky said. “…”), or of an
+"according to X" phrase. A quote with no cue of its own continues the previous
+speaker when it follows in the same paragraph, or opens the next paragraph.
+Quoted words nobody is reported to have said (scare quotes, titles,
+nicknames) and quotes in heading lines are not quotes. Indirect speech is a
+cue verb's content clause on either side of it ("X said that …", "…, X said")
+or the rest of an "according to X" sentence, unless the clause is mostly
+quoted already.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, Token
@@ -24,64 +28,74 @@ from pipeline.facts.speakers import (
     speaker_for,
     subject_of,
 )
-from pipeline.models import Quote
+from pipeline.models import Outline, Quote
 
-SectionOf = Callable[[int], int]
+MAX_BRIDGE_CHARS = 200
+MAX_QUOTED_SHARE = 0.6  # an indirect clause mostly inside quotation marks is the direct quote again
+MIN_CLAUSE_TOKENS = 3
 
 
 @dataclass(frozen=True)
 class _Attribution:
     speaker: Speaker | None
-    cue: Token | None
+    cue: str | None
 
 
-def extract_quotes(doc: Doc, mentions: tuple[ResolvedMention, ...], section_of: SectionOf) -> list[Quote]:
+def extract_quotes(doc: Doc, mentions: tuple[ResolvedMention, ...], outline: Outline) -> list[Quote]:
     """All quotes of the article, in text order."""
     index = MentionIndex(mentions)
-    direct = list(_direct_quotes(doc, index, section_of))
-    quoted = [(q.start, q.end) for q in direct]
-    indirect = list(_indirect_quotes(doc, index, section_of, quoted=quoted))
+    spans = [span for span in quoted_spans(doc.text) if outline.in_body(span.start)]
+    direct = list(_direct_quotes(doc, spans, index, outline))
+    indirect = list(_indirect_quotes(doc, index, outline, quoted=spans))
     return sorted(direct + indirect, key=lambda q: (q.start, q.kind))
 
 
-def _direct_quotes(doc: Doc, index: MentionIndex, section_of: SectionOf) -> Iterator[Quote]:
+def _direct_quotes(doc: Doc, spans: list[QuotedSpan], index: MentionIndex, outline: Outline) -> Iterator[Quote]:
     previous: tuple[QuotedSpan, _Attribution] | None = None
-    for span in quoted_spans(doc.text):
-        attribution = _attribute(doc, span, index, previous=previous)
+    for span in spans:
+        attribution = _attribute(doc, span, index, last_speaker=previous[1].speaker if previous else None)
         if attribution.speaker is None and previous and _continues(doc.text, previous[0], span):
-            attribution = previous[1]
-        if attribution.speaker is not None:
-            previous = (span, attribution)
-        speaker = attribution.speaker
-        yield Quote(
-            kind="direct" if speaker else "partial",
-            text=doc.text[span.start : span.end],
-            start=span.start,
-            end=span.end,
-            speaker=speaker.name if speaker else None,
-            speaker_text=speaker.text if speaker else None,
-            cue=attribution.cue.text if attribution.cue is not None else None,
-            section=section_of(span.start),
-        )
+            attribution = _Attribution(previous[1].speaker, None)
+        if attribution.speaker is None:
+            last = previous[1].speaker if previous else None
+            attribution = _previous_paragraph_speaker(doc, span, index, last_speaker=last)
+        if attribution.speaker is None:
+            continue
+        previous = (span, attribution)
+        yield _quote(doc, "direct", span.start, span.end, attribution, outline)
 
 
-def _attribute(
-    doc: Doc, span: QuotedSpan, index: MentionIndex, *, previous: tuple[QuotedSpan, _Attribution] | None
-) -> _Attribution:
-    last_speaker = previous[1].speaker if previous else None
+def _quote(doc: Doc, kind: str, start: int, end: int, attribution: _Attribution, outline: Outline) -> Quote:
+    speaker = attribution.speaker
+    return Quote(
+        kind="direct" if kind == "direct" else "indirect",
+        text=doc.text[start:end],
+        start=start,
+        end=end,
+        speaker=speaker.name if speaker else None,
+        speaker_text=speaker.text if speaker else None,
+        cue=attribution.cue,
+        section=outline.position_at(start),
+    )
+
+
+def _attribute(doc: Doc, span: QuotedSpan, index: MentionIndex, *, last_speaker: Speaker | None) -> _Attribution:
     for cue in _cues_near(doc, span):
         subject = subject_of(cue)
         if subject is not None and not span.outer_start <= subject.idx < span.outer_end:
-            return _Attribution(speaker_for(subject, index, last_speaker=last_speaker), cue)
+            return _Attribution(speaker_for(subject, index, last_speaker=last_speaker), cue.text)
+    for sentence in _sentences_touching(doc, span):
+        source = _according_to(sentence)
+        if source is not None and not span.outer_start <= source.idx < span.outer_end:
+            return _Attribution(speaker_for(source, index, last_speaker=last_speaker), "according to")
     return _Attribution(None, None)
 
 
 def _cues_near(doc: Doc, span: QuotedSpan) -> list[Token]:
     """Speech verbs outside the marks in the sentences the quote touches, nearest first."""
-    sentences = _sentences_touching(doc, span)
     cues = [
         token
-        for sentence in sentences
+        for sentence in _sentences_touching(doc, span)
         for token in sentence
         if token.lemma_.lower() in SPEECH_CUES
         and token.pos_ in {"VERB", "AUX"}
@@ -91,53 +105,127 @@ def _cues_near(doc: Doc, span: QuotedSpan) -> list[Token]:
 
 
 def _sentences_touching(doc: Doc, span: QuotedSpan) -> list[Span]:
+    """The sentences the marks fall in, plus an attribution sentence right after the closing mark
+    ("?" Schiff asked.) and an introducing one ending in a colon (Ms Persson said: "…)."""
     first = doc.char_span(span.outer_start, span.outer_start + 1, alignment_mode="expand")
     last = doc.char_span(max(span.outer_end - 1, span.outer_start), span.outer_end, alignment_mode="expand")
     if first is None or last is None:
         return []
-    start_sentence, end_sentence = first[0].sent, last[-1].sent
-    return list({s.start: s for s in (start_sentence, end_sentence)}.values())
+    sentences = [first[0].sent, last[-1].sent]
+    after = last[-1].sent.end
+    if after < len(doc) and _adjacent(doc.text[span.outer_end : doc[after].idx]):
+        sentences.append(doc[after].sent)
+    before = first[0].sent.start
+    if before > 0 and doc.text[: span.outer_start].rstrip().endswith(":"):
+        sentences.append(doc[before - 1].sent)
+    return list({s.start: s for s in sentences}.values())
+
+
+def _adjacent(gap: str) -> bool:
+    return "\n" not in gap and len(gap.strip()) <= 1
+
+
+def _previous_paragraph_speaker(
+    doc: Doc, span: QuotedSpan, index: MentionIndex, *, last_speaker: Speaker | None
+) -> _Attribution:
+    """A paragraph that is one quote continues whoever spoke at the end of the paragraph before it."""
+    text = doc.text
+    opens_paragraph = span.outer_start == 0 or text[span.outer_start - 1] == "\n"
+    if not opens_paragraph or text[span.outer_end : text.find("\n", span.outer_end) % (len(text) + 1)].strip():
+        return _Attribution(None, None)
+    start = text.rfind("\n\n", 0, max(0, span.outer_start - 2))
+    previous = doc.char_span(start + 2 if start >= 0 else 0, span.outer_start, alignment_mode="contract")
+    if previous is None:
+        return _Attribution(None, None)
+    for token in reversed(previous):
+        if token.lemma_.lower() in SPEECH_CUES and token.pos_ == "VERB" and (subject := subject_of(token)):
+            return _Attribution(speaker_for(subject, index, last_speaker=last_speaker), None)
+    return _Attribution(None, None)
 
 
 def _continues(text: str, earlier: QuotedSpan, later: QuotedSpan) -> bool:
-    """The later quote follows the earlier one in the same paragraph with a short bridge."""
+    """The later quote follows in the same paragraph, or opens the paragraph right after the earlier one's."""
     bridge = text[earlier.outer_end : later.outer_start]
-    return "\n" not in bridge and len(bridge) <= 200
+    if "\n" not in bridge:
+        return len(bridge) <= MAX_BRIDGE_CHARS
+    opens_paragraph = later.outer_start == 0 or text[later.outer_start - 1] == "\n"
+    return opens_paragraph and bridge.count("\n\n") <= 1 and "\n" not in bridge.split("\n\n")[0].strip()
 
 
-def _indirect_quotes(
-    doc: Doc, index: MentionIndex, section_of: SectionOf, *, quoted: list[tuple[int, int]]
-) -> Iterator[Quote]:
-    for token in doc:
+def _according_to(sentence: Span) -> Token | None:
+    """The source noun of an "according to X" phrase in the sentence."""
+    for token in sentence:
+        if token.lower_ == "according" and token.i + 1 < len(token.doc) and token.doc[token.i + 1].lower_ == "to":
+            source = next((c for c in token.doc[token.i + 1].children if c.dep_ == "pobj"), None)
+            if source is not None:
+                return source
+    return None
+
+
+def _indirect_quotes(doc: Doc, index: MentionIndex, outline: Outline, *, quoted: list[QuotedSpan]) -> Iterator[Quote]:
+    for sentence in doc.sents:
+        if not outline.in_body(sentence.start_char):
+            continue
+        for content, subject, cue in _reported_clauses(sentence):
+            if _quoted_share(content, quoted) > MAX_QUOTED_SHARE:
+                continue
+            attribution = _Attribution(speaker_for(subject, index, last_speaker=None), cue)
+            yield _quote(doc, "indirect", content.start_char, content.end_char, attribution, outline)
+
+
+def _reported_clauses(sentence: Span) -> Iterator[tuple[Span, Token, str]]:
+    """(content, subject, cue) for every piece of reported speech in the sentence."""
+    for token in sentence:
         if token.lemma_.lower() not in INDIRECT_CUES or token.pos_ != "VERB":
             continue
-        clause = next((c for c in token.children if c.dep_ == "ccomp" and c.i > token.i), None)
         subject = subject_of(token)
-        if clause is None or subject is None:
-            continue
-        content = _clause_span(doc, clause)
-        if content is None or any(s < content.end_char and content.start_char < e for s, e in quoted):
-            continue
-        speaker = speaker_for(subject, index, last_speaker=None)
-        yield Quote(
-            kind="indirect",
-            text=content.text,
-            start=content.start_char,
-            end=content.end_char,
-            speaker=speaker.name,
-            speaker_text=speaker.text,
-            cue=token.text,
-            section=section_of(content.start_char),
-        )
+        clause = _content_clause(token)
+        if subject is not None and clause is not None and not clause[0].i <= subject.i < clause[-1].i + 1:
+            yield clause, subject, token.text
+    source = _according_to(sentence)
+    if source is not None:
+        rest = _outside_according(sentence, source)
+        if rest is not None:
+            yield rest, source, "according to"
 
 
-def _clause_span(doc: Doc, clause: Token) -> Span | None:
-    """The content clause without its "that" and trailing punctuation."""
-    start, end = clause.left_edge.i, clause.right_edge.i + 1
-    while start < end and (doc[start].dep_ == "mark" or doc[start].is_punct):
+def _content_clause(cue: Token) -> Span | None:
+    """The clause a cue verb reports: its ccomp after it, or the clause it is attached to before it."""
+    doc = cue.doc
+    after = next((c for c in cue.children if c.dep_ == "ccomp" and c.i > cue.i), None)
+    if after is not None:
+        return _trim_clause(doc, after.left_edge.i, after.right_edge.i + 1)
+    before = next((c for c in cue.children if c.dep_ == "ccomp" and c.i < cue.i), None)
+    if before is not None:
+        return _trim_clause(doc, before.left_edge.i, before.right_edge.i + 1)
+    if cue.dep_ in {"parataxis", "ccomp"} and cue.head.i < cue.i and cue.head.pos_ in {"VERB", "AUX"}:
+        head = cue.head
+        return _trim_clause(doc, head.left_edge.i, min(cue.left_edge.i, head.right_edge.i + 1))
+    return None
+
+
+def _outside_according(sentence: Span, source: Token) -> Span | None:
+    """The sentence without its "according to X" phrase: the longer side of it."""
+    doc = sentence.doc
+    according = source.head.head  # pobj → "to" → "according"
+    phrase_start, phrase_end = according.i, source.right_edge.i + 1
+    before = _trim_clause(doc, sentence.start, phrase_start)
+    after = _trim_clause(doc, phrase_end, sentence.end)
+    candidates = [c for c in (before, after) if c is not None]
+    return max(candidates, key=len) if candidates else None
+
+
+def _trim_clause(doc: Doc, start: int, end: int) -> Span | None:
+    """A clause without its "that", edge punctuation and quotation marks."""
+    while start < end and (doc[start].dep_ == "mark" or doc[start].is_punct or doc[start].is_space):
         start += 1
-    while end > start and doc[end - 1].is_punct:
+    while end > start and (doc[end - 1].is_punct or doc[end - 1].is_space):
         end -= 1
-    if end - start < 3:
+    if end - start < MIN_CLAUSE_TOKENS:
         return None
     return doc[start:end]
+
+
+def _quoted_share(content: Span, quoted: list[QuotedSpan]) -> float:
+    covered = sum(max(0, min(content.end_char, q.outer_end) - max(content.start_char, q.outer_start)) for q in quoted)
+    return covered / max(1, content.end_char - content.start_char)

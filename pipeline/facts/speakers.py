@@ -1,32 +1,47 @@
-"""Who is speaking: the subject of a cue verb, resolved to an entity or a pronoun's antecedent."""
+"""Who is speaking: the subject of a cue verb, resolved to an entity or a pronoun's antecedent.
+
+A speaker is a person under their canonical name, a title referring back to a
+person ("the governor" → the person introduced as "Gov. Eric Holcomb"), a
+pronoun's antecedent (kept as written in ``text``), or a group or organisation
+as the article names it ("Russia’s Foreign Ministry", "His office" → "Eric
+Holcomb's office").
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from spacy.tokens import Doc, Token
+from spacy.tokens import Doc, Span, Token
 
 from pipeline.facts.entities import ResolvedMention
+from pipeline.facts.names import title_noun
 
 SPEECH_CUES = frozenset(
     """
     say tell add state remark note suggest ask write explain warn insist claim argue declare
     announce acknowledge admit respond reply comment continue conclude recall describe observe
     stress emphasize emphasise indicate report told quip testify tweet post caution predict
-    promise vow concede confirm deny urge
+    promise vow concede confirm deny urge reiterate joke beg call dub label brand term plead
+    complain lament scoff boast allege assert contend maintain muse recount shout tout hail
     """.split()
 )
 INDIRECT_CUES = frozenset(
-    "say tell add state indicate report claim announce explain note remark write argue confirm "
-    "acknowledge admit warn".split()
+    """
+    say tell add state indicate report claim announce explain note remark write argue confirm
+    acknowledge admit warn testify reiterate insist deny allege assert contend maintain suggest
+    predict concede stress emphasize emphasise joke complain recall reveal disclose estimate
+    """.split()
 )
 SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
 CLIMB_DEPS = frozenset({"conj", "xcomp", "advcl"})
 RELATIVE_PRONOUNS = frozenset({"who", "that", "which", "whom"})
-PERSON_PRONOUNS = frozenset({"he", "she", "him", "her"})
-GROUP_PRONOUNS = frozenset({"they", "we"})
+PERSON_PRONOUNS = frozenset({"he", "she", "him", "her", "his"})
+GROUP_PRONOUNS = frozenset({"they", "we", "their", "it", "its"})
+POSSESSIVE_PRONOUNS = frozenset({"his", "her", "their", "its"})
 SPEAKER_TYPES = frozenset({"PERSON", "ORG", "GPE", "NORP"})
+PHRASE_PREPOSITIONS = frozenset({"for", "of", "at", "in", "with", "from"})
+MAX_PHRASE_TOKENS = 12
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,7 @@ class Speaker:
     text: str
     start: int
     end: int
+    is_person: bool = True
 
 
 class MentionIndex:
@@ -52,6 +68,11 @@ class MentionIndex:
 
     def persons_before(self, char_offset: int) -> list[ResolvedMention]:
         return [m for m in self.mentions if m.type == "PERSON" and m.end <= char_offset]
+
+    def titled_before(self, noun: str, char_offset: int) -> ResolvedMention | None:
+        """The nearest earlier person given this title ("governor" for "Gov. Eric Holcomb")."""
+        titled = [m for m in self.persons_before(char_offset) if noun in m.titles]
+        return titled[-1] if titled else None
 
 
 def subject_of(verb: Token) -> Token | None:
@@ -71,16 +92,35 @@ def subject_of(verb: Token) -> Token | None:
 
 
 def speaker_for(subject: Token, mentions: MentionIndex, *, last_speaker: Speaker | None) -> Speaker:
-    """A speaker from a subject token: an entity, a pronoun's antecedent, or the noun phrase."""
-    doc: Doc = subject.doc
+    """A speaker from a subject token: an entity, a pronoun's antecedent, a titled person or the noun phrase."""
     mention = mentions.at(subject) or _mention_in_compound(subject, mentions)
     if mention is not None and mention.type == "PERSON":
         return Speaker(mention.name, mention.text, mention.start, mention.end)
     if subject.lower_ in PERSON_PRONOUNS | GROUP_PRONOUNS:
         antecedent = _antecedent(subject, mentions, last_speaker=last_speaker)
-        return Speaker(antecedent, subject.text, subject.idx, subject.idx + len(subject.text))
-    phrase = doc[subject.left_edge.i : subject.i + 1]
-    return Speaker(phrase.text, phrase.text, phrase.start_char, phrase.end_char)
+        is_person = subject.lower_ in PERSON_PRONOUNS
+        return Speaker(antecedent, subject.text, subject.idx, subject.idx + len(subject.text), is_person)
+    phrase = noun_phrase(subject)
+    titled = _titled_person(subject, mentions)
+    if titled is not None:
+        return Speaker(titled.name, phrase.text, phrase.start_char, phrase.end_char)
+    name = _with_possessor(phrase, mentions, last_speaker=last_speaker)
+    return Speaker(name, phrase.text, phrase.start_char, phrase.end_char, is_person=False)
+
+
+def noun_phrase(head: Token) -> Span:
+    """The head's phrase with its modifiers and "for/of …" attachments, without relative clauses."""
+    doc = head.doc
+    end = head.i + 1
+    for child in head.rights:
+        if child.dep_ == "prep" and child.lower_ in PHRASE_PREPOSITIONS and child.i == end:
+            end = child.right_edge.i + 1
+        elif child.dep_ in {"compound", "amod"} and child.i == end:
+            end = child.i + 1
+        else:
+            break
+    start = head.left_edge.i
+    return doc[start : min(end, start + MAX_PHRASE_TOKENS)]
 
 
 def _mention_in_compound(subject: Token, mentions: MentionIndex) -> ResolvedMention | None:
@@ -93,39 +133,83 @@ def _mention_in_compound(subject: Token, mentions: MentionIndex) -> ResolvedMent
     return None
 
 
+def _titled_person(subject: Token, mentions: MentionIndex) -> ResolvedMention | None:
+    """"The governor said": the nearest earlier person introduced with that title."""
+    if subject.pos_ != "NOUN" or not any(c.dep_ == "det" and c.lower_ == "the" for c in subject.children):
+        return None
+    return mentions.titled_before(title_noun(subject.lemma_), subject.idx)
+
+
+def _with_possessor(phrase: Span, mentions: MentionIndex, *, last_speaker: Speaker | None) -> str:
+    """"His office" → "Eric Holcomb's office" when the pronoun resolves; the phrase as written otherwise."""
+    first = phrase[0]
+    if first.lower_ not in POSSESSIVE_PRONOUNS or len(phrase) < 2:
+        return phrase.text
+    owner = _antecedent(first, mentions, last_speaker=last_speaker)
+    return f"{owner}'s {phrase[1:].text}" if owner else phrase.text
+
+
 def _antecedent(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker | None) -> str | None:
-    """The nearest compatible earlier referent: a person for he/she, else the last speaker."""
+    """The nearest compatible earlier referent: a person for he/she, a group or organisation for it/they."""
     if pronoun.lower_ in GROUP_PRONOUNS:
-        return _plural_subject_before(pronoun)
+        return _plural_subject_before(pronoun) or _group_before(pronoun, mentions, last_speaker=last_speaker)
     candidates = mentions.persons_before(pronoun.idx)
     if not candidates:
-        return last_speaker.name if last_speaker else None
-    sentence_start = pronoun.sent.start_char
-    previous_sentence = pronoun.doc[pronoun.sent.start - 1].sent if pronoun.sent.start > 0 else None
+        return last_speaker.name if last_speaker and last_speaker.is_person else None
+    previous_sentence = _previous_sentence(pronoun)
     subjects = [
         m
         for m in candidates
         if previous_sentence is not None
         and m.start >= previous_sentence.start_char
-        and m.end <= sentence_start
+        and m.end <= pronoun.sent.start_char
         and _is_subject(pronoun.doc, m)
     ]
     if subjects:
         return subjects[-1].name
-    if (
-        last_speaker is not None
-        and last_speaker.name
-        and last_speaker.start >= (previous_sentence or pronoun.sent).start_char
-    ):
-        return last_speaker.name
+    if last_speaker is not None and last_speaker.name and last_speaker.is_person:
+        if last_speaker.start >= (previous_sentence or pronoun.sent).start_char:
+            return last_speaker.name
     return candidates[-1].name
+
+
+def _previous_sentence(token: Token) -> Span | None:
+    return token.doc[token.sent.start - 1].sent if token.sent.start > 0 else None
 
 
 def _plural_subject_before(pronoun: Token) -> str | None:
     """The nearest plural subject earlier in the sentence ("When Russian leaders discuss …, they …")."""
+    if pronoun.lower_ not in {"they", "we", "their"}:
+        return None
     for token in reversed(pronoun.doc[pronoun.sent.start : pronoun.i]):
         if token.dep_ in SUBJECT_DEPS and token.tag_ in {"NNS", "NNPS"}:
             return pronoun.doc[token.left_edge.i : token.i + 1].text
+    return None
+
+
+def _group_before(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker | None) -> str | None:
+    """"It said …": the last group speaker, else the subject of the previous sentence when not a person."""
+    if last_speaker is not None and last_speaker.name and not last_speaker.is_person:
+        return last_speaker.name
+    previous = _previous_sentence(pronoun)
+    for sentence in (pronoun.sent, previous):
+        subject = _non_person_subject(sentence, before=pronoun.i, mentions=mentions) if sentence else None
+        if subject is not None:
+            return subject
+    return None
+
+
+def _non_person_subject(sentence: Span, *, before: int, mentions: MentionIndex) -> str | None:
+    for token in sentence:
+        if token.i >= before or token.dep_ not in SUBJECT_DEPS or token.pos_ == "PRON":
+            continue
+        mention = mentions.at(token)
+        if mention is not None and mention.type == "PERSON":
+            continue
+        if mention is not None and mention.type in SPEAKER_TYPES:
+            return mention.name
+        if token.pos_ in {"NOUN", "PROPN"} and token.lemma_.lower() not in {"statement", "report"}:
+            return noun_phrase(token).text
     return None
 
 
