@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from pipeline import report
 from pipeline.database import (
     DatabaseUnavailableError,
     check_connection,
@@ -27,7 +28,6 @@ from pipeline.database import (
     libpq_url,
     psql_command,
 )
-from pipeline import report
 from pipeline.evaluation import evaluate, failed_targets, load_gold, total
 from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
 from pipeline.migrate import apply_migrations

@@ -124,7 +124,9 @@ def score_headings(gold: Json, predicted: Json) -> Score:
 def score_section_spans(gold: Json, predicted: Json) -> Score:
     """A gold section counts when a predicted one has its heading and starts and ends with its words."""
     text = predicted.get("text", "")
-    bodies = {normalise(s.get("heading")): normalise(text[s["start"] : s["end"]]) for s in predicted.get("sections", ())}
+    bodies = {
+        normalise(s.get("heading")): normalise(text[s["start"] : s["end"]]) for s in predicted.get("sections", ())
+    }
     score = Score()
     for section in gold.get("sections", ()):
         body = bodies.get(normalise(section.get("heading")))
@@ -192,7 +194,7 @@ def _same_text(gold_text: str, found_text: str) -> bool:
 def _overlapping_text(gold_text: str, found_text: str) -> bool:
     """Indirect speech has fuzzy edges: one text contains the other, or they share most words."""
     expected, found = normalise(gold_text), normalise(found_text)
-    if expected in found or found in expected and len(found) >= len(expected) / 2:
+    if expected in found or (found in expected and len(found) >= len(expected) / 2):
         return True
     expected_words, found_words = set(expected.split()), set(found.split())
     return len(expected_words & found_words) >= 0.6 * len(expected_words)
@@ -330,7 +332,7 @@ class GoldDocument:
 
     @property
     def document(self) -> Path:
-        return (self.path.parent / self.annotation["document"]).resolve()
+        return (self.path.parent / str(self.annotation["document"])).resolve()
 
     @property
     def anchor(self) -> date | None:

@@ -20,7 +20,9 @@ def print_evaluation(results: Sequence[DocumentResult], *, show_misses: bool) ->
     for column in ("metric", "gold", "precision", "recall", "F1", "target"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, score in pooled.items():
-        table.add_row(metric, str(score.true_positives + score.false_negatives), *_figures(score), _target(metric, failed))
+        table.add_row(
+            metric, str(score.true_positives + score.false_negatives), *_figures(score), _target(metric, failed)
+        )
     console.print(table)
     for result in results:
         if result.error:

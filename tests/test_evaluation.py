@@ -62,7 +62,9 @@ def test_speaker_must_be_the_canonical_name() -> None:
 
 def test_indirect_quotes_match_by_overlap() -> None:
     gold = {"quotes": [quote("indirect", "Putin had no plans to visit Turkey", "Dmitri Peskov")]}
-    predicted = {"quotes": [quote("indirect", "Putin had no plans to visit Turkey in the coming days", "Dmitri Peskov")]}
+    predicted = {
+        "quotes": [quote("indirect", "Putin had no plans to visit Turkey in the coming days", "Dmitri Peskov")]
+    }
     assert score_document(gold, predicted)["indirect quotes"].recall == 1.0
 
 
@@ -89,7 +91,9 @@ def test_dates_need_the_resolved_value() -> None:
 
 def test_quantities_need_value_and_unit() -> None:
     gold = {"quantities": [{"text": "30-day", "value": 30, "unit": "day"}, {"text": "€1.2 billion", "value": 1.2e9}]}
-    predicted = {"quantities": [{"text": "30-day", "value": 30, "unit": "month"}, {"text": "€1.2 billion", "value": 1.2e9}]}
+    predicted = {
+        "quantities": [{"text": "30-day", "value": 30, "unit": "month"}, {"text": "€1.2 billion", "value": 1.2e9}]
+    }
     assert score_quantities(gold, predicted).recall == 0.5
 
 

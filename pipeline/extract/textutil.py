@@ -56,8 +56,9 @@ def _zone(name: str | None, offset: int | None) -> tzinfo | int | None:
     """Resolve zone abbreviations dateutil does not know, so datelines such as "3:05 PM ET" parse quietly."""
     if offset is not None:
         return offset
-    hours = ZONE_OFFSETS.get((name or "").upper())
-    return timezone(timedelta(hours=hours), name) if hours is not None else None
+    zone = (name or "").upper()
+    hours = ZONE_OFFSETS.get(zone)
+    return timezone(timedelta(hours=hours), zone) if hours is not None else None
 
 
 def parse_published(value: str | None) -> date | datetime | None:

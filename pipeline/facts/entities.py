@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from pipeline.models import Entity, Mention
 ENTITY_LABELS = frozenset(
     {"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW", "LANGUAGE"}
 )
+NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
+SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
 NON_NAME_POS = frozenset({"VERB", "ADP", "DET", "ADV", "CCONJ", "SCONJ", "PRON", "AUX", "PART", "PUNCT", "NUM"})
 LABEL_PREFERENCE = ("GPE", "ORG", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "LAW", "WORK_OF_ART", "LANGUAGE", "PERSON")
 
@@ -52,6 +55,7 @@ class _RawMention:
 def resolve_entities(doc: Doc) -> tuple[tuple[Entity, ...], tuple[ResolvedMention, ...]]:
     """Canonical entities of the article and every mention resolved to one."""
     raw = [m for m in (_raw_mention(ent) for ent in doc.ents if ent.label_ in ENTITY_LABELS) if m]
+    raw = _complete_names(doc, raw)
     full_names = [m for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2]
     raw.extend(_missed_name_mentions(doc, full_names))
     grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
@@ -90,9 +94,68 @@ def _titles_before(span: Span) -> frozenset[str]:
     return frozenset(titles)
 
 
+def _complete_names(doc: Doc, raw: list[_RawMention]) -> list[_RawMention]:
+    """Full names the model missed or buried in another entity, found from a surname it did label.
+
+    "Ms Persson said" plus an unlabelled "… Prosecution Eva-Marie Persson took …" gives
+    "Eva-Marie Persson"; "Volker said" plus the ORG "Ukraine Kurt Volker" gives "Kurt Volker".
+    """
+    known = {_surname(m.name) for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2}
+    surnames = {m.span[0].text for m in raw if len(m.span) == 1 and _could_be_surname(m)} - known
+    added: list[_RawMention] = []
+    for token in doc:
+        if token.text in surnames and (span := _given_name_before(token)) is not None:
+            added.append(_RawMention(span=span, label="PERSON", name=span.text, titles=_titles_before(span)))
+            surnames.discard(token.text)
+    if not added:
+        return raw
+    kept = [m for m in raw if not any(m.span.start < a.span.end and a.span.start < m.span.end for a in added)]
+    return sorted(kept + added, key=lambda m: m.span.start)
+
+
+def _could_be_surname(mention: _RawMention) -> bool:
+    token = mention.span[0]
+    if not token.text[:1].isupper() or name_key(token.text) in place_names():
+        return False
+    return mention.label == "PERSON" or (mention.label == "ORG" and token.dep_ in SUBJECT_DEPS)
+
+
+def _given_name_before(surname: Token) -> Span | None:
+    """The given name (hyphenated or not) and initials right before a surname: "Eva-Marie", "Patrick W."."""
+    doc, start = surname.doc, surname.i
+    while start > 0 and re.fullmatch(r"[A-Z]\.", doc[start - 1].text):
+        start -= 1
+    given = start
+    while given > 0 and doc[given - 1].pos_ == "PROPN" and _is_given_name(doc[given - 1]):
+        given -= 1
+        if given > 1 and doc[given - 1].text == "-" and doc[given - 2].pos_ == "PROPN":
+            given -= 2
+        break
+    if given == start or (doc[surname.i].ent_type_ == "PERSON" and doc[given].ent_type_ == "PERSON"):
+        return None
+    return doc[given : surname.i + 1]
+
+
+def _is_given_name(token: Token) -> bool:
+    word = token.lower_
+    return (
+        token.text[:1].isupper()
+        and token.is_alpha
+        and word not in PERSON_TITLES
+        and word.rstrip(".") + "." not in PERSON_TITLES
+        and name_key(token.text) not in place_names()
+    )
+
+
+def _surname(name: str) -> str:
+    """The last word of a name that is not a suffix: "James P. Kennedy Jr." → "Kennedy"."""
+    words = [w for w in name.replace(",", " ").split() if w.lower().rstrip(".") not in NAME_SUFFIXES]
+    return words[-1] if words else name
+
+
 def _missed_name_mentions(doc: Doc, full_names: list[_RawMention]) -> list[_RawMention]:
     """Surnames and first names of the article's people that the model left unlabelled."""
-    words = {word for full in full_names for word in (full.span[0].text, full.span[-1].text) if word[:1].isupper()}
+    words = {word for full in full_names for word in (full.span[0].text, _surname(full.name)) if word[:1].isupper()}
     labelled = {token.i for ent in doc.ents for token in ent}
     return [
         _RawMention(
@@ -157,7 +220,7 @@ def _full_name(mention: _RawMention, full_names: list[_RawMention]) -> str | Non
 
 def _first_and_last(name: str) -> set[str]:
     words = name_key(name).split()
-    return {words[0], words[-1]} if words else set()
+    return {words[0], name_key(_surname(name))} if words else set()
 
 
 def _resolve_group(

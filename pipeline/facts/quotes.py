@@ -33,6 +33,8 @@ from pipeline.models import Outline, Quote
 MAX_BRIDGE_CHARS = 200
 MAX_QUOTED_SHARE = 0.6  # an indirect clause mostly inside quotation marks is the direct quote again
 MIN_CLAUSE_TOKENS = 3
+MAX_TERM_WORDS = 3  # a verbless quoted fragment this short modifying a noun is a term, not speech
+MODIFIER_DEPS = frozenset({"amod", "compound", "nmod", "poss", "appos", "nummod"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def extract_quotes(doc: Doc, mentions: tuple[ResolvedMention, ...], outline: Out
 def _direct_quotes(doc: Doc, spans: list[QuotedSpan], index: MentionIndex, outline: Outline) -> Iterator[Quote]:
     previous: tuple[QuotedSpan, _Attribution] | None = None
     for span in spans:
+        if _is_term(doc, span):
+            continue
         attribution = _attribute(doc, span, index, last_speaker=previous[1].speaker if previous else None)
         if attribution.speaker is None and previous and _continues(doc.text, previous[0], span):
             attribution = _Attribution(previous[1].speaker, None)
@@ -63,6 +67,23 @@ def _direct_quotes(doc: Doc, spans: list[QuotedSpan], index: MentionIndex, outli
             continue
         previous = (span, attribution)
         yield _quote(doc, "direct", span.start, span.end, attribution, outline)
+
+
+def _is_term(doc: Doc, span: QuotedSpan) -> bool:
+    """Quoted words that name or label rather than report speech: a Title Case name ("Three Amigos",
+    a song, a sign) or a short verbless fragment modifying a noun ("an “irregular” channel")."""
+    tokens = doc.char_span(span.start, span.end, alignment_mode="expand")
+    if tokens is None:
+        return False
+    words = [t for t in tokens if t.is_alpha]
+    if len(words) >= 2 and words[0].text[0].isupper() and all(w.text[0].isupper() or w.is_stop for w in words):
+        return sum(w.text[0].isupper() for w in words) >= 2
+    if len(words) > MAX_TERM_WORDS or any(t.pos_ in {"VERB", "AUX"} for t in tokens):
+        return False
+    root = tokens.root
+    if root.dep_ == "pobj":
+        return root.head.head.pos_ not in {"VERB", "AUX"}
+    return root.dep_ in MODIFIER_DEPS
 
 
 def _quote(doc: Doc, kind: str, start: int, end: int, attribution: _Attribution, outline: Outline) -> Quote:

@@ -24,6 +24,7 @@ SPEECH_CUES = frozenset(
     stress emphasize emphasise indicate report told quip testify tweet post caution predict
     promise vow concede confirm deny urge reiterate joke beg call dub label brand term plead
     complain lament scoff boast allege assert contend maintain muse recount shout tout hail
+    assure reassure remember chant cheer
     """.split()
 )
 INDIRECT_CUES = frozenset(
@@ -42,6 +43,8 @@ POSSESSIVE_PRONOUNS = frozenset({"his", "her", "their", "its"})
 SPEAKER_TYPES = frozenset({"PERSON", "ORG", "GPE", "NORP"})
 PHRASE_PREPOSITIONS = frozenset({"for", "of", "at", "in", "with", "from"})
 MAX_PHRASE_TOKENS = 12
+PREDETERMINERS = frozenset({"both", "all", "each", "either", "neither"})
+DOCUMENT_NOUNS = frozenset({"report", "statement", "release", "note", "letter", "filing", "study", "survey"})
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,25 @@ def subject_of(verb: Token) -> Token | None:
             return subject
         if current.dep_ not in CLIMB_DEPS or current.head is current:
             return None
-        current = current.head
+        current = _reporting_head(current.head) if current.tag_ == "VBG" else current.head
     return None
+
+
+def _reporting_head(verb: Token) -> Token:
+    """ "X said that Y concluded …, saying …": the participle belongs to the reporting verb, not Y's."""
+    if verb.dep_ == "ccomp" and verb.head.lemma_.lower() in SPEECH_CUES:
+        return verb.head
+    return verb
 
 
 def speaker_for(subject: Token, mentions: MentionIndex, *, last_speaker: Speaker | None) -> Speaker:
     """A speaker from a subject token: an entity, a pronoun's antecedent, a titled person or the noun phrase."""
+    if any(child.dep_ == "conj" for child in subject.children):
+        return _joint_speaker(subject)
+    if subject.lemma_.lower() in DOCUMENT_NOUNS:
+        source = _document_source(subject)
+        if source is not None:
+            return speaker_for(source, mentions, last_speaker=last_speaker)
     mention = mentions.at(subject) or _mention_in_compound(subject, mentions)
     if mention is not None and mention.type == "PERSON":
         return Speaker(mention.name, mention.text, mention.start, mention.end)
@@ -106,6 +122,33 @@ def speaker_for(subject: Token, mentions: MentionIndex, *, last_speaker: Speaker
         return Speaker(titled.name, phrase.text, phrase.start_char, phrase.end_char)
     name = _with_possessor(phrase, mentions, last_speaker=last_speaker)
     return Speaker(name, phrase.text, phrase.start_char, phrase.end_char, is_person=False)
+
+
+def _joint_speaker(subject: Token) -> Speaker:
+    """ "Vindman and Williams testified …": the subjects together, as written."""
+    last = max((c for c in subject.children if c.dep_ == "conj"), key=lambda c: c.i)
+    start = subject.left_edge.i
+    while start < subject.i and subject.doc[start].lower_ in PREDETERMINERS:
+        start += 1
+    phrase = subject.doc[start : noun_phrase(last).end]
+    return Speaker(phrase.text, phrase.text, phrase.start_char, phrase.end_char, is_person=False)
+
+
+def _document_source(subject: Token) -> Token | None:
+    """The one behind a report or statement: "a report from Kotak said …", or, for "the statement
+    said", whoever "said in a statement" in the sentences before."""
+    for child in subject.children:
+        if child.dep_ == "prep" and child.lower_ in {"from", "by", "of"}:
+            source = next((c for c in child.children if c.dep_ == "pobj"), None)
+            if source is not None:
+                return source
+    earlier = subject.doc[max(0, subject.sent.start - 80) : subject.sent.start]
+    for token in reversed(earlier):
+        if token.lemma_ == subject.lemma_ and token.dep_ == "pobj" and token.head.lower_ == "in":
+            verb = token.head.head
+            if verb.lemma_.lower() in SPEECH_CUES:
+                return subject_of(verb)
+    return None
 
 
 def noun_phrase(head: Token) -> Span:
@@ -134,14 +177,14 @@ def _mention_in_compound(subject: Token, mentions: MentionIndex) -> ResolvedMent
 
 
 def _titled_person(subject: Token, mentions: MentionIndex) -> ResolvedMention | None:
-    """"The governor said": the nearest earlier person introduced with that title."""
+    """ "The governor said": the nearest earlier person introduced with that title."""
     if subject.pos_ != "NOUN" or not any(c.dep_ == "det" and c.lower_ == "the" for c in subject.children):
         return None
     return mentions.titled_before(title_noun(subject.lemma_), subject.idx)
 
 
 def _with_possessor(phrase: Span, mentions: MentionIndex, *, last_speaker: Speaker | None) -> str:
-    """"His office" → "Eric Holcomb's office" when the pronoun resolves; the phrase as written otherwise."""
+    """ "His office" → "Eric Holcomb's office" when the pronoun resolves; the phrase as written otherwise."""
     first = phrase[0]
     if first.lower_ not in POSSESSIVE_PRONOUNS or len(phrase) < 2:
         return phrase.text
@@ -153,9 +196,12 @@ def _antecedent(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker
     """The nearest compatible earlier referent: a person for he/she, a group or organisation for it/they."""
     if pronoun.lower_ in GROUP_PRONOUNS:
         return _plural_subject_before(pronoun) or _group_before(pronoun, mentions, last_speaker=last_speaker)
-    candidates = mentions.persons_before(pronoun.idx)
+    candidates = _compatible(pronoun, mentions)
     if not candidates:
         return last_speaker.name if last_speaker and last_speaker.is_person else None
+    same_sentence = [m for m in candidates if m.start >= pronoun.sent.start_char and _is_subject(pronoun.doc, m)]
+    if same_sentence:
+        return same_sentence[-1].name
     previous_sentence = _previous_sentence(pronoun)
     subjects = [
         m
@@ -167,14 +213,33 @@ def _antecedent(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker
     ]
     if subjects:
         return subjects[-1].name
-    if last_speaker is not None and last_speaker.name and last_speaker.is_person:
-        if last_speaker.start >= (previous_sentence or pronoun.sent).start_char:
-            return last_speaker.name
+    if _spoke_recently(last_speaker, since=(previous_sentence or pronoun.sent).start_char):
+        assert last_speaker is not None
+        return last_speaker.name
     return candidates[-1].name
 
 
+def _spoke_recently(speaker: Speaker | None, *, since: int) -> bool:
+    return speaker is not None and bool(speaker.name) and speaker.is_person and speaker.start >= since
+
+
+def _compatible(pronoun: Token, mentions: MentionIndex) -> list[ResolvedMention]:
+    """People mentioned before the pronoun, less those named later in its own sentence:
+    in "he called Omar a terrorist", he is not Omar."""
+    sentence_end = pronoun.sent.end_char
+    later = {m.name for m in mentions.persons_before(sentence_end) if m.start > pronoun.idx}
+    return [m for m in mentions.persons_before(pronoun.idx) if m.name not in later]
+
+
 def _previous_sentence(token: Token) -> Span | None:
-    return token.doc[token.sent.start - 1].sent if token.sent.start > 0 else None
+    """The sentence before, skipping fragments without words (a stray closing mark)."""
+    start = token.sent.start
+    while start > 0:
+        sentence = token.doc[start - 1].sent
+        if any(t.is_alpha for t in sentence):
+            return sentence
+        start = sentence.start
+    return None
 
 
 def _plural_subject_before(pronoun: Token) -> str | None:
@@ -188,28 +253,28 @@ def _plural_subject_before(pronoun: Token) -> str | None:
 
 
 def _group_before(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker | None) -> str | None:
-    """"It said …": the last group speaker, else the subject of the previous sentence when not a person."""
+    """ "It said …": the last group speaker, else a group that spoke or was the subject just before."""
     if last_speaker is not None and last_speaker.name and not last_speaker.is_person:
         return last_speaker.name
-    previous = _previous_sentence(pronoun)
-    for sentence in (pronoun.sent, previous):
-        subject = _non_person_subject(sentence, before=pronoun.i, mentions=mentions) if sentence else None
-        if subject is not None:
-            return subject
+    sentences = [s for s in (pronoun.sent, _previous_sentence(pronoun)) if s is not None]
+    for speaking in (True, False):
+        for sentence in sentences:
+            subject = _non_person_subject(sentence, before=pronoun.i, mentions=mentions, speaking=speaking)
+            if subject is not None:
+                return subject
     return None
 
 
-def _non_person_subject(sentence: Span, *, before: int, mentions: MentionIndex) -> str | None:
+def _non_person_subject(sentence: Span, *, before: int, mentions: MentionIndex, speaking: bool) -> str | None:
+    """The first subject in the sentence that is a group or organisation (of a speech verb, if ``speaking``)."""
     for token in sentence:
         if token.i >= before or token.dep_ not in SUBJECT_DEPS or token.pos_ == "PRON":
             continue
-        mention = mentions.at(token)
-        if mention is not None and mention.type == "PERSON":
+        if speaking and token.head.lemma_.lower() not in SPEECH_CUES:
             continue
-        if mention is not None and mention.type in SPEAKER_TYPES:
-            return mention.name
-        if token.pos_ in {"NOUN", "PROPN"} and token.lemma_.lower() not in {"statement", "report"}:
-            return noun_phrase(token).text
+        speaker = speaker_for(token, mentions, last_speaker=None)
+        if not speaker.is_person and speaker.name:
+            return speaker.name
     return None
 
 
