@@ -26,6 +26,14 @@ ENTITY_LABELS = frozenset(
 )
 NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
+ORGANISATION_WORDS = frozenset(
+    """
+    systems space group inc corp corporation company co llc ltd plc capital partners holdings technologies
+    technology labs media news bank fund institute university college school association council committee
+    agency ministry department party forces force army airlines motors energy resources international
+    foundation trust network times post journal checker clinic hospital center centre court
+    """.split()
+)
 NON_NAME_POS = frozenset({"VERB", "ADP", "DET", "ADV", "CCONJ", "SCONJ", "PRON", "AUX", "PART", "PUNCT", "NUM"})
 LABEL_PREFERENCE = ("GPE", "ORG", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "LAW", "WORK_OF_ART", "LANGUAGE", "PERSON")
 
@@ -231,6 +239,10 @@ def _resolve_group(
     label = "PERSON" if any(forced for _, _, forced in members) else _vote([m.label for m, _, _ in members])
     if label == "PERSON" and " " not in name.strip() and name_key(name) in place_names():
         label = "GPE"
+    if label == "PERSON" and not _looks_like_a_person([m for m, _, _ in members], name, titles):
+        if not name[:1].isupper():
+            return []  # a lowercase word the model took for a name
+        label = _vote([m.label for m, _, _ in members if m.label != "PERSON"] or ["ORG"])
     return [
         ResolvedMention(
             start=m.span.start_char,
@@ -244,6 +256,27 @@ def _resolve_group(
         )
         for m, _, _ in members
     ]
+
+
+def _looks_like_a_person(members: list[_RawMention], name: str, titles: frozenset[str]) -> bool:
+    """Evidence beyond the model's label: capitalised, no company words, never "the X", and a lone
+    word must have a title or act as someone ("Schiff asked"); a lone CamelCase word is a brand."""
+    words = name.split()
+    if not name[:1].isupper() or any(word.lower() in ORGANISATION_WORDS for word in words):
+        return False
+    if any(_is_definite_noun(m.span) for m in members) or name.lower().rstrip(".") + "." in PERSON_TITLES:
+        return False
+    if len(words) > 1:
+        return True
+    if re.search(r"[a-z][A-Z]", name):
+        return False
+    return bool(titles) or any(token.dep_ in SUBJECT_DEPS | {"poss"} for m in members for token in m.span)
+
+
+def _is_definite_noun(span: Span) -> bool:
+    """"the Berm", "the Mujahideen" — but not "the Trump administration", where the name is a modifier."""
+    before = span.doc[span.start - 1] if span.start > 0 else None
+    return before is not None and before.lower_ == "the" and span[-1].dep_ not in {"compound", "amod", "nmod", "poss"}
 
 
 def _vote(labels: list[str]) -> str:
