@@ -4,8 +4,10 @@
   ends the article: it and everything after it go;
 - single lines of furniture go: "Advertisement", share/subscribe/newsletter calls,
   "Read more: …" teasers;
-- a related-articles heading ("Related", "More stories", "You may also like")
-  goes with the list items under it.
+- a related-articles or video-teaser line ("Related", "Read more:", "You may
+  also like", "JUST WATCHED") goes with the headlines under it: list items and
+  short lines without a full stop;
+- a short credit or source line ("SOURCE: News agencies") goes.
 """
 
 from __future__ import annotations
@@ -28,35 +30,45 @@ FURNITURE_LINE = re.compile(
     r"(?:click|tap) here to .*)$",
     re.IGNORECASE,
 )
-CALL_TO_ACTION = re.compile(r"\b(subscribe|newsletter|sign up|follow us|share this)\b", re.IGNORECASE)
-RELATED_HEADING = re.compile(
-    r"^(?:related(?: articles| stories| coverage| content| reading)?|more (?:stories|news|from .+|on this)|"
+CALL_TO_ACTION = re.compile(r"\b(subscribe|newsletter|sign up|follow us|share this|inbox)\b", re.IGNORECASE)
+TEASER_HEADING = re.compile(
+    r"^(?:related(?: articles| stories| coverage| content| reading| links)?|more (?:stories|news|from .+|on this)|"
     r"you (?:may|might) also (?:like|be interested in)|recommended(?: for you)?|most (?:read|popular)|"
-    r"trending(?: now)?|read (?:more|next)|what to read next)$",
+    r"trending(?: now)?|(?:read|see) (?:more|next|also)|also read|what to read next|"
+    r"just watched|must watch|watch(?: now| more)?|more videos|now playing|video)\s*:?$",
     re.IGNORECASE,
 )
+CREDIT_LINE = re.compile(r"^(?:sources?|credits?|photo|image|with reporting by|additional reporting by)\s*:", re.I)
 CALL_TO_ACTION_MAX_WORDS = 25
+SHORT_LINE_WORDS = 6  # a furniture keyword in a line this short is enough ("DH Newsletter")
+HEADLINE_MAX_WORDS = 25
 
 
 def remove_boilerplate(blocks: tuple[Block, ...]) -> tuple[Block, ...]:
     """The blocks without furniture, cut at the comment trailer."""
     kept: list[Block] = []
-    skipping_related = False
+    in_teaser_list = False
     for block in blocks:
-        text = block.text.strip().rstrip(".!").strip()
+        text = block.text.strip().strip("[]").rstrip(".!").strip()
         if COMMENT_TRAILER.match(text) and kept:
             break
-        if block.kind == "heading":
-            skipping_related = RELATED_HEADING.match(text) is not None
-            if skipping_related:
-                continue
-        elif skipping_related and block.kind == "item":
+        if TEASER_HEADING.match(text):
+            in_teaser_list = True
             continue
-        else:
-            skipping_related = False
+        if in_teaser_list and _is_teaser(block):
+            continue
+        in_teaser_list = False
         if not is_furniture(text):
             kept.append(block)
     return tuple(kept)
+
+
+def _is_teaser(block: Block) -> bool:
+    """A list item or a headline-like line (short, no closing full stop) under a teaser heading."""
+    text = block.text.strip()
+    if block.kind == "item":
+        return True
+    return block.kind == "paragraph" and len(text.split()) <= HEADLINE_MAX_WORDS and not text.endswith((".", "”", '"'))
 
 
 def is_furniture(text: str) -> bool:
@@ -64,6 +76,8 @@ def is_furniture(text: str) -> bool:
     if not text or FURNITURE_LINE.match(text):
         return True
     words = len(text.split())
+    if words <= SHORT_LINE_WORDS and (CREDIT_LINE.match(text) or CALL_TO_ACTION.search(text)):
+        return True
     return words <= CALL_TO_ACTION_MAX_WORDS and CALL_TO_ACTION.search(text) is not None and _is_imperative(text)
 
 
@@ -82,4 +96,6 @@ def _is_imperative(text: str) -> bool:
         "share",
         "enter",
         "register",
+        "let",
+        "want",
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import trafilatura
 
-from pipeline.extract.textutil import clean_inline, parse_published
+from pipeline.extract.textutil import clean_author, clean_inline, parse_published
 from pipeline.models import Block, BlockKind, Extracted
 
 BLOCK_TAGS: dict[str, BlockKind] = {"head": "heading", "p": "paragraph", "quote": "quote", "item": "item"}
@@ -33,10 +34,12 @@ def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
     blocks = tuple(_walk(document.body))
     if not blocks:
         raise NoMainTextError("no main text found in the page")
+    title = page_title(_meta(document, "title"), site=_meta(document, "sitename"))
+    headline, blocks = _split_headline(blocks, title)
     return Extracted(
-        blocks=_without_title(blocks, document.title),
-        title=_meta(document, "title"),
-        author=_meta(document, "author"),
+        blocks=blocks,
+        title=headline or title,
+        author=clean_author(_meta(document, "author")),
         published_at=parse_published(_meta(document, "date")),
         language=_meta(document, "language"),
         url=_meta(document, "url"),
@@ -68,11 +71,31 @@ def _heading_level(element: Any) -> int:
     return int(rend[1]) if rend[:1] == "h" and rend[1:2].isdigit() else 0
 
 
-def _without_title(blocks: tuple[Block, ...], title: str | None) -> tuple[Block, ...]:
-    """Drop a leading heading that repeats the page title."""
-    if blocks and title and blocks[0].kind == "heading" and blocks[0].text.casefold() == title.strip().casefold():
-        return blocks[1:]
-    return blocks
+def _split_headline(blocks: tuple[Block, ...], title: str | None) -> tuple[str | None, tuple[Block, ...]]:
+    """The article's own headline (a leading h1, or a leading heading repeating the page title), and the rest."""
+    if not blocks or blocks[0].kind != "heading":
+        return None, blocks
+    first = blocks[0]
+    if first.level == 1 or (title and _same_words(first.text, title)):
+        return first.text, blocks[1:]
+    return None, blocks
+
+
+def _same_words(a: str, b: str) -> bool:
+    words_a, words_b = set(re.findall(r"\w+", a.lower())), set(re.findall(r"\w+", b.lower()))
+    return bool(words_a) and len(words_a & words_b) >= 0.8 * max(len(words_a), len(words_b))
+
+
+def page_title(title: str | None, *, site: str | None) -> str | None:
+    """The title without the site name appended to it: "Headline | Al Bawaba" → "Headline"."""
+    if not title:
+        return None
+    parts = re.split(r"\s+[|–—-]\s+|\s+::\s+", title)
+    if len(parts) < 2:
+        return title
+    last = parts[-1].strip()
+    is_site = (site and _same_words(last, site)) or (len(last.split()) <= 3 and len(parts[0].split()) >= 4)
+    return " - ".join(parts[:-1]).strip() if is_site else title
 
 
 def _meta(document: Any, name: str) -> str | None:

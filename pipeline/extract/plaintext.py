@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from datetime import date, datetime
 
-from pipeline.extract.textutil import clean_inline, parse_published
+from pipeline.extract.textutil import ZONE_OFFSETS, clean_author, clean_inline, parse_published
 from pipeline.models import Block, Extracted
 
 BYLINE = re.compile(r"^by\s+(?P<name>[^\d.!?]{2,80})$", re.IGNORECASE)
@@ -58,7 +58,7 @@ def _read_header_line(line: str, extracted: Extracted, *, is_first: bool, has_mo
         return extracted
     byline = BYLINE.match(line)
     if byline and len(line.split()) <= 10:
-        return replace(extracted, author=byline.group("name").strip())
+        return replace(extracted, author=clean_author(byline.group("name")))
     dateline = _dateline(line)
     if dateline is not None:
         return replace(extracted, published_at=extracted.published_at or dateline)
@@ -73,7 +73,7 @@ def _dateline(line: str) -> date | datetime | None:
     if len(stripped.split()) > 8 or not DATELINE_WORDS.search(stripped):
         return None
     leftover = WEEKDAYS.sub("", DATELINE_WORDS.sub("", stripped))
-    if re.search(r"[a-z]{3,}", leftover.lower().replace("gmt", "").replace("utc", "")):
+    if any(word.upper() not in ZONE_OFFSETS for word in re.findall(r"[A-Za-z]{3,}", leftover)):
         return None
     return parse_published(stripped)
 

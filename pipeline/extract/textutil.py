@@ -61,6 +61,29 @@ def _zone(name: str | None, offset: int | None) -> tzinfo | int | None:
     return timezone(timedelta(hours=hours), zone) if hours is not None else None
 
 
+AFFILIATION_WORDS = frozenset(
+    """
+    press associated reuters afp ap upi pti ani ians bloomberg dpa efe xinhua staff writer writers reporter
+    correspondent editor editors desk news agency agencies wire wires cnn bbc times post journal herald
+    tribune guardian telegraph contributor senior chief political
+    """.split()
+)
+
+
+def clean_author(value: str | None) -> str | None:
+    """Author names without the outlet or role after them: "Tom Davies, Associated Press" → "Tom Davies"."""
+    if not value:
+        return None
+    parts = [part.strip() for part in re.split(r"[;|]|,(?! (?:jr|sr)\b)", value) if part.strip()]
+    names = [part for part in parts if not _is_affiliation(part)]
+    return ", ".join(names) or value.strip()
+
+
+def _is_affiliation(part: str) -> bool:
+    words = re.findall(r"[A-Za-z]+", part.lower())
+    return bool(words) and any(word in AFFILIATION_WORDS for word in words)
+
+
 def parse_published(value: str | None) -> date | datetime | None:
     """A published date from metadata: date-only strings stay dates."""
     if not value:

@@ -240,7 +240,7 @@ def _full_name(mention: _RawMention, full_names: list[_RawMention]) -> str | Non
 
 def _known_full_name(mention: _RawMention, known: KnownPeople | None) -> str | None:
     """A lone surname the article never expands, from the known-people file ("Trump" → "Donald Trump")."""
-    if known is None or mention.label != "PERSON" or " " in mention.name:
+    if known is None or mention.label != "PERSON" or " " in mention.name or name_key(mention.name) in place_names():
         return None
     return known.full_name(mention.name)
 
