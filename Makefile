@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean-db
+.PHONY: install demo test lint eval bench lock clean-db
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3.11-venv'"; exit 1; }
@@ -23,6 +23,14 @@ demo: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# Scores extraction against tests/gold (precision, recall, F1 per metric); fails below the targets.
+eval: install
+	$(BIN)/newsflow evaluate tests/gold
+
+# Prints speed figures: the facts stage against bare nlp.pipe on the benchmark pages in ../shared.
+bench: install
+	$(BIN)/python -m pipeline.benchmark
 
 lint: install
 	$(BIN)/ruff check pipeline tests

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.facts.entities import ResolvedMention
+from pipeline.facts.sentences import sentence_of
 from pipeline.facts.speakers import MentionIndex, speaker_for, subject_of
 from pipeline.models import Claim, Outline
 
@@ -38,7 +39,7 @@ def _claims(doc: Doc, index: MentionIndex, outline: Outline) -> Iterator[Claim]:
         actor = speaker_for(subject, index, last_speaker=None)
         if not actor.name:
             continue
-        start = min(actor.start, token.idx) if actor.start >= token.sent.start_char else token.idx
+        start = min(actor.start, token.idx) if actor.start >= sentence_of(token).start_char else token.idx
         yield Claim(
             actor=actor.name,
             predicate=token.lemma_.lower(),

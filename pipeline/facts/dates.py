@@ -15,6 +15,7 @@ from datetime import date
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.facts.calendar import MONTHS, WEEKDAYS, resolve
+from pipeline.facts.sentences import text_of
 from pipeline.models import DateMention
 
 DAY_PART_WORDS = frozenset({"morning", "afternoon", "evening", "night", "midday", "noon"})
@@ -59,7 +60,7 @@ def _candidates(doc: Doc) -> Iterator[Span]:
     for entity in doc.ents:
         if entity.label_ == "DATE":
             yield _with_day_part(entity)
-    for match in DATE_PATTERN.finditer(doc.text):
+    for match in DATE_PATTERN.finditer(text_of(doc)):
         span = doc.char_span(match.start(), match.end(), alignment_mode="contract")
         if span is not None and len(span) > 0 and not _is_name_part(span, match.group(0)):
             yield span

@@ -74,8 +74,9 @@ def resolve_entities(
     full_names = [m for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2]
     raw.extend(_missed_name_mentions(doc, full_names, known))
     grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
+    by_word = _full_names_by_word(full_names)
     for mention in raw:
-        full = _full_name(mention, full_names) or _known_full_name(mention, known)
+        full = _full_name(mention, by_word) or _known_full_name(mention, known)
         canonical = full or mention.name
         grouped[name_key(canonical)].append((mention, canonical, full is not None))
     resolved: list[ResolvedMention] = []
@@ -225,12 +226,21 @@ def _is_sentence_initial_participle(token: Token) -> bool:
     return token.is_sent_start is True and token.lower_.endswith("ing") and len(token) > 5
 
 
-def _full_name(mention: _RawMention, full_names: list[_RawMention]) -> str | None:
+def _full_names_by_word(full_names: list[_RawMention]) -> dict[str, list[_RawMention]]:
+    """Full names by their first name and surname keys, in text order."""
+    by_word: dict[str, list[_RawMention]] = defaultdict(list)
+    for full in full_names:
+        for word in _first_and_last(full.name):
+            by_word[word].append(full)
+    return by_word
+
+
+def _full_name(mention: _RawMention, by_word: dict[str, list[_RawMention]]) -> str | None:
     """The multi-word PERSON name a one-word mention stands for, nearest first."""
     key = name_key(mention.name)
     if " " in key:
         return None
-    matches = [f for f in full_names if key in _first_and_last(f.name)]
+    matches = by_word.get(key, [])
     if not matches:
         return None
     before = [f for f in matches if f.span.start_char <= mention.span.start_char]

@@ -20,6 +20,7 @@ from spacy.tokens import Doc, Span, Token
 
 from pipeline.facts.entities import ResolvedMention
 from pipeline.facts.marks import QuotedSpan, quoted_spans
+from pipeline.facts.sentences import sentence_of, sentences, text_of
 from pipeline.facts.speakers import (
     INDIRECT_CUES,
     SPEECH_CUES,
@@ -46,7 +47,7 @@ class _Attribution:
 def extract_quotes(doc: Doc, mentions: tuple[ResolvedMention, ...], outline: Outline) -> list[Quote]:
     """All quotes of the article, in text order."""
     index = MentionIndex(mentions)
-    spans = [span for span in quoted_spans(doc.text) if outline.in_body(span.start)]
+    spans = [span for span in quoted_spans(text_of(doc)) if outline.in_body(span.start)]
     direct = list(_direct_quotes(doc, spans, index, outline))
     indirect = list(_indirect_quotes(doc, index, outline, quoted=spans))
     return sorted(direct + indirect, key=lambda q: (q.start, q.kind))
@@ -58,7 +59,7 @@ def _direct_quotes(doc: Doc, spans: list[QuotedSpan], index: MentionIndex, outli
         if _is_term(doc, span):
             continue
         attribution = _attribute(doc, span, index, last_speaker=previous[1].speaker if previous else None)
-        if attribution.speaker is None and previous and _continues(doc.text, previous[0], span):
+        if attribution.speaker is None and previous and _continues(text_of(doc), previous[0], span):
             attribution = _Attribution(previous[1].speaker, None)
         if attribution.speaker is None:
             last = previous[1].speaker if previous else None
@@ -90,7 +91,7 @@ def _quote(doc: Doc, kind: str, start: int, end: int, attribution: _Attribution,
     speaker = attribution.speaker
     return Quote(
         kind="direct" if kind == "direct" else "indirect",
-        text=doc.text[start:end],
+        text=text_of(doc)[start:end],
         start=start,
         end=end,
         speaker=speaker.name if speaker else None,
@@ -132,13 +133,13 @@ def _sentences_touching(doc: Doc, span: QuotedSpan) -> list[Span]:
     last = doc.char_span(max(span.outer_end - 1, span.outer_start), span.outer_end, alignment_mode="expand")
     if first is None or last is None:
         return []
-    sentences = [first[0].sent, last[-1].sent]
-    after = last[-1].sent.end
-    if after < len(doc) and _adjacent(doc.text[span.outer_end : doc[after].idx]):
-        sentences.append(doc[after].sent)
-    before = first[0].sent.start
-    if before > 0 and doc.text[: span.outer_start].rstrip().endswith(":"):
-        sentences.append(doc[before - 1].sent)
+    sentences = [sentence_of(first[0]), sentence_of(last[-1])]
+    after = sentence_of(last[-1]).end
+    if after < len(doc) and _adjacent(text_of(doc)[span.outer_end : doc[after].idx]):
+        sentences.append(sentence_of(doc[after]))
+    before = sentence_of(first[0]).start
+    if before > 0 and text_of(doc)[: span.outer_start].rstrip().endswith(":"):
+        sentences.append(sentence_of(doc[before - 1]))
     return list({s.start: s for s in sentences}.values())
 
 
@@ -150,7 +151,7 @@ def _previous_paragraph_speaker(
     doc: Doc, span: QuotedSpan, index: MentionIndex, *, last_speaker: Speaker | None
 ) -> _Attribution:
     """A paragraph that is one quote continues whoever spoke at the end of the paragraph before it."""
-    text = doc.text
+    text = text_of(doc)
     opens_paragraph = span.outer_start == 0 or text[span.outer_start - 1] == "\n"
     if not opens_paragraph or text[span.outer_end : text.find("\n", span.outer_end) % (len(text) + 1)].strip():
         return _Attribution(None, None)
@@ -184,7 +185,7 @@ def _according_to(sentence: Span) -> Token | None:
 
 
 def _indirect_quotes(doc: Doc, index: MentionIndex, outline: Outline, *, quoted: list[QuotedSpan]) -> Iterator[Quote]:
-    for sentence in doc.sents:
+    for sentence in sentences(doc):
         if not outline.in_body(sentence.start_char):
             continue
         for content, subject, cue in _reported_clauses(sentence):

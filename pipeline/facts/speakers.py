@@ -16,6 +16,7 @@ from spacy.tokens import Doc, Span, Token
 
 from pipeline.facts.entities import ResolvedMention
 from pipeline.facts.names import title_noun
+from pipeline.facts.sentences import sentence_of
 
 SPEECH_CUES = frozenset(
     """
@@ -142,7 +143,7 @@ def _document_source(subject: Token) -> Token | None:
             source = next((c for c in child.children if c.dep_ == "pobj"), None)
             if source is not None:
                 return source
-    earlier = subject.doc[max(0, subject.sent.start - 80) : subject.sent.start]
+    earlier = subject.doc[max(0, sentence_of(subject).start - 80) : sentence_of(subject).start]
     for token in reversed(earlier):
         if token.lemma_ == subject.lemma_ and token.dep_ == "pobj" and token.head.lower_ == "in":
             verb = token.head.head
@@ -199,7 +200,8 @@ def _antecedent(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker
     candidates = _compatible(pronoun, mentions)
     if not candidates:
         return last_speaker.name if last_speaker and last_speaker.is_person else None
-    same_sentence = [m for m in candidates if m.start >= pronoun.sent.start_char and _is_subject(pronoun.doc, m)]
+    sentence_start = sentence_of(pronoun).start_char
+    same_sentence = [m for m in candidates if m.start >= sentence_start and _is_subject(pronoun.doc, m)]
     if same_sentence:
         return same_sentence[-1].name
     previous_sentence = _previous_sentence(pronoun)
@@ -208,12 +210,12 @@ def _antecedent(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speaker
         for m in candidates
         if previous_sentence is not None
         and m.start >= previous_sentence.start_char
-        and m.end <= pronoun.sent.start_char
+        and m.end <= sentence_of(pronoun).start_char
         and _is_subject(pronoun.doc, m)
     ]
     if subjects:
         return subjects[-1].name
-    if _spoke_recently(last_speaker, since=(previous_sentence or pronoun.sent).start_char):
+    if _spoke_recently(last_speaker, since=(previous_sentence or sentence_of(pronoun)).start_char):
         assert last_speaker is not None
         return last_speaker.name
     return candidates[-1].name
@@ -226,16 +228,16 @@ def _spoke_recently(speaker: Speaker | None, *, since: int) -> bool:
 def _compatible(pronoun: Token, mentions: MentionIndex) -> list[ResolvedMention]:
     """People mentioned before the pronoun, less those named later in its own sentence:
     in "he called Omar a terrorist", he is not Omar."""
-    sentence_end = pronoun.sent.end_char
+    sentence_end = sentence_of(pronoun).end_char
     later = {m.name for m in mentions.persons_before(sentence_end) if m.start > pronoun.idx}
     return [m for m in mentions.persons_before(pronoun.idx) if m.name not in later]
 
 
 def _previous_sentence(token: Token) -> Span | None:
     """The sentence before, skipping fragments without words (a stray closing mark)."""
-    start = token.sent.start
+    start = sentence_of(token).start
     while start > 0:
-        sentence = token.doc[start - 1].sent
+        sentence = sentence_of(token.doc[start - 1])
         if any(t.is_alpha for t in sentence):
             return sentence
         start = sentence.start
@@ -246,7 +248,7 @@ def _plural_subject_before(pronoun: Token) -> str | None:
     """The nearest plural subject earlier in the sentence ("When Russian leaders discuss …, they …")."""
     if pronoun.lower_ not in {"they", "we", "their"}:
         return None
-    for token in reversed(pronoun.doc[pronoun.sent.start : pronoun.i]):
+    for token in reversed(pronoun.doc[sentence_of(pronoun).start : pronoun.i]):
         if token.dep_ in SUBJECT_DEPS and token.tag_ in {"NNS", "NNPS"}:
             return pronoun.doc[token.left_edge.i : token.i + 1].text
     return None
@@ -256,7 +258,7 @@ def _group_before(pronoun: Token, mentions: MentionIndex, *, last_speaker: Speak
     """ "It said …": the last group speaker, else a group that spoke or was the subject just before."""
     if last_speaker is not None and last_speaker.name and not last_speaker.is_person:
         return last_speaker.name
-    sentences = [s for s in (pronoun.sent, _previous_sentence(pronoun)) if s is not None]
+    sentences = [s for s in (sentence_of(pronoun), _previous_sentence(pronoun)) if s is not None]
     for speaking in (True, False):
         for sentence in sentences:
             subject = _non_person_subject(sentence, before=pronoun.i, mentions=mentions, speaking=speaking)
