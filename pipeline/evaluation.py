@@ -106,6 +106,7 @@ def score_document(gold: Json, predicted: Json) -> dict[str, Score]:
         "indirect quotes": indirect.score,
         "speaker attribution": score_speakers(gold, direct.matches + indirect.matches),
         "people": score_people(gold, predicted),
+        "people by surname only": score_surname_only_people(gold, predicted),
         "non-people typed PERSON": score_not_people(gold, predicted),
         "places": score_names(gold.get("places", ()), predicted, types=("GPE", "LOC", "FAC")),
         "organizations": score_names(gold.get("organizations", ()), predicted, types=("ORG", "NORP")),
@@ -224,6 +225,16 @@ def score_people(gold: Json, predicted: Json) -> Score:
     for name in people - known:
         score.false_positives += 1
         score.misses.append(f"PERSON not in gold: {name!r}")
+    return score
+
+
+def score_surname_only_people(gold: Json, predicted: Json) -> Score:
+    """People the article names only by surname (optional in the gold): found under their full name?"""
+    people = _entity_names(predicted, types=("PERSON",))
+    score = Score()
+    for person in gold.get("people", ()):
+        if person.get("optional") and person.get("note"):
+            _count(score, normalise_name(person["name"]) in people, f"full name not found: {person['name']!r}")
     return score
 
 
