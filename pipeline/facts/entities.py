@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.facts.gazetteer import KnownPeople
+from pipeline.facts.gazetteer import KnownPeople, known_organisations
 from pipeline.facts.names import PERSON_TITLES, name_key, place_names, strip_possessive, title_noun
 from pipeline.models import Entity, Mention
 
@@ -75,9 +75,10 @@ def resolve_entities(
     raw.extend(_missed_name_mentions(doc, full_names, known))
     grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
     by_word = _full_names_by_word(full_names)
+    acronyms = _acronyms(raw)
     for mention in raw:
         full = _full_name(mention, by_word) or _known_full_name(mention, known)
-        canonical = full or mention.name
+        canonical = full or acronyms.get(mention.name) or mention.name
         grouped[name_key(canonical)].append((mention, canonical, full is not None))
     resolved: list[ResolvedMention] = []
     for members in grouped.values():
@@ -295,11 +296,52 @@ def _looks_like_a_person(members: list[_RawMention], name: str, titles: frozense
         return False
     if any(_is_definite_noun(m.span) for m in members) or name.lower().rstrip(".") + "." in PERSON_TITLES:
         return False
+    if _is_known_organisation(name) or _only_an_employer(members) or any(_acronym_after(m.span) for m in members):
+        return False
     if len(words) > 1:
         return True
     if re.search(r"[a-z][A-Z]", name):
         return False
     return bool(titles) or any(token.dep_ in SUBJECT_DEPS | {"poss"} for m in members for token in m.span)
+
+
+def _acronym_after(span: Span) -> str | None:
+    """The acronym a name is introduced with: "… Prevention (CDC)", "Maghawir al Thawra, or MaT"."""
+    doc = span.doc
+    following = [t.text for t in doc[span.end : span.end + 3]]
+    if len(following) == 3 and following[0] == "(" and following[2] == ")" and _is_acronym(following[1]):
+        return following[1]
+    if len(following) >= 3 and following[0] == "," and following[1] == "or" and _is_acronym(following[2]):
+        return following[2]
+    return None
+
+
+def _is_acronym(word: str) -> bool:
+    return 2 <= len(word) <= 8 and sum(ch.isupper() for ch in word) >= 2 and word.isalpha()
+
+
+def _acronyms(raw: list[_RawMention]) -> dict[str, str]:
+    """Acronym → the full name it was introduced with, so later "CDC" mentions join that entity."""
+    found: dict[str, str] = {}
+    for mention in raw:
+        acronym = _acronym_after(mention.span) if len(mention.span) > 1 else None
+        if acronym is not None:
+            found.setdefault(acronym, mention.name)
+    return found
+
+
+def _only_an_employer(members: list[_RawMention]) -> bool:
+    """Named only as where someone works: "a spokesperson for Inherent Resolve", "an analyst at Stratfor"."""
+    return all(
+        m.span.root.dep_ == "pobj"
+        and m.span.root.head.lower_ in {"for", "at", "of", "with"}
+        and m.span.root.head.head.lemma_.lower() in PERSON_TITLES
+        for m in members
+    )
+
+
+def _is_known_organisation(name: str) -> bool:
+    return name_key(name) in known_organisations()
 
 
 def _is_definite_noun(span: Span) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 from pipeline.facts.names import name_key
 
 PACKAGED_PEOPLE = Path(__file__).parent / "data" / "people.tsv"
+PACKAGED_ORGANISATIONS = Path(__file__).parent / "data" / "organisations.txt"
 MIN_DOCUMENTS = 2
 MIN_SHARE = 0.8
 
@@ -48,6 +49,14 @@ def load_known_people(extra: Path | None = None) -> KnownPeople:
         if path is not None and path.is_file():
             entries.update(parse_people(path.read_text(encoding="utf-8")))
     return KnownPeople(entries)
+
+
+@lru_cache(maxsize=1)
+def known_organisations() -> frozenset[str]:
+    """Names (normalised) that are organisations however the model labels them: news outlets and
+    wire services above all, which articles make the subject of "reported" like a person."""
+    lines = PACKAGED_ORGANISATIONS.read_text(encoding="utf-8").splitlines()
+    return frozenset(name_key(line) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def parse_people(text: str) -> dict[str, str]:
