@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.extract import ExtractError, extract, remove_boilerplate
+from pipeline.extract.html import page_title
 from pipeline.extract.markdown import markdown_blocks, split_front_matter
 from pipeline.extract.plaintext import read_plain_text, split_paragraphs
 from pipeline.models import Block, RawDocument
@@ -24,7 +25,18 @@ def test_comment_trailer_shapes(line: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["Advertisement", "Share this", "Read more: Why the talks failed", "Subscribe to our newsletter"]
+    "line",
+    [
+        "Advertisement",
+        "Share this",
+        "Read more: Why the talks failed",
+        "Subscribe to our newsletter",
+        "SOURCE: News agencies",
+        "DH Newsletter",
+        "Get top news in your inbox daily",
+        "[Related: Salesforce Dreamforce Keynote: AI, Integration]",
+        "Let our news meet your inbox. The news and stories that matter, delivered weekday mornings. Sign Up",
+    ],
 )
 def test_furniture_lines_go(line: str) -> None:
     blocks = (Block("paragraph", "Body one."), Block("paragraph", line), Block("paragraph", "Body two."))
@@ -45,6 +57,66 @@ def test_related_list_goes_with_its_heading() -> None:
         Block("paragraph", "More body."),
     )
     assert [b.text for b in remove_boilerplate(blocks)] == ["Body.", "Next Part", "More body."]
+
+
+@pytest.mark.parametrize("marker", ["Read more:", "JUST WATCHED", "You may also like"])
+def test_teaser_headlines_go_with_their_marker_line(marker: str) -> None:
+    blocks = (
+        Block("paragraph", "Body one."),
+        Block("paragraph", marker),
+        Block("paragraph", "Blue Origin unveils lunar lander"),
+        Block("item", "Taking Stock: Historic day on D-St! Here's what is driving the rally"),
+        Block("paragraph", "The agency said the landers would fly in 2021 and carry science payloads."),
+    )
+    kept = [b.text for b in remove_boilerplate(blocks)]
+    assert kept == ["Body one.", "The agency said the landers would fly in 2021 and carry science payloads."]
+
+
+@pytest.mark.parametrize(
+    ("byline", "author"),
+    [
+        ("By Tom Davies, Associated Press", "Tom Davies"),
+        ("By Lia Eustachewich and Yaron Steinbuch", "Lia Eustachewich and Yaron Steinbuch"),
+        ("By PTI", "PTI"),
+    ],
+)
+def test_bylines_drop_the_outlet(byline: str, author: str) -> None:
+    assert read_plain_text(f"Talks resume\n\n{byline}\n\nBody text here.").author == author
+
+
+@pytest.mark.parametrize(
+    ("dateline", "day"),
+    [("Updated: November 20, 2019 1:42 PM IST", "2019-11-20"), ("Published 11:34 p.m. ET Nov. 19, 2019", "2019-11-19")],
+)
+def test_datelines_with_times_and_zones(dateline: str, day: str) -> None:
+    published = read_plain_text(f"Talks resume\n\n{dateline}\n\nBody text here.").published_at
+    assert published is not None and published.isoformat()[:10] == day
+
+
+def test_html_headline_is_the_title_not_a_section() -> None:
+    page = (
+        "<html><head><title>Sweden drops case | BBC News</title></head><body><article>"
+        "<h1>Julian Assange: Sweden drops rape investigation</h1>"
+        + "<p>Swedish prosecutors have dropped an investigation into a rape allegation made in 2010.</p>"
+        * 3
+        + "<h2>What happens next?</h2><p>Assange remains in Belmarsh prison in London for now.</p>"
+        "</article></body></html>"
+    )
+    extracted = extract(RawDocument("page.html", page.encode(), "text/html"))
+    assert extracted.title == "Julian Assange: Sweden drops rape investigation"
+    assert [b.text for b in extracted.blocks if b.kind == "heading"] == ["What happens next?"]
+
+
+@pytest.mark.parametrize(
+    ("title", "site", "expected"),
+    [
+        ("World Community Lashes Out at US | Al Bawaba", None, "World Community Lashes Out at US"),
+        ("Talks stall in Istanbul - Reuters", "Reuters", "Talks stall in Istanbul"),
+        ("Russia - Ukraine: what we know", None, "Russia - Ukraine: what we know"),
+    ],
+)
+def test_site_names_come_off_page_titles(title: str, site: str | None, expected: str) -> None:
+    assert page_title(title, site=site) == expected
 
 
 def test_plain_text_header_lines_become_metadata() -> None:

@@ -28,7 +28,7 @@ _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 MONTH = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
 DATE_PATTERN = re.compile(
-    r"(?<![\w$€£,.])(?:"
+    r"(?<![\w$€£,./:-])(?:"
     rf"{MONTH}\s+{_DAY}(?:,?\s+{_YEAR})?"
     rf"|{_DAY}\s+(?:of\s+)?{MONTH}(?:,?\s+{_YEAR})?"
     rf"|(?:(?:early|late|mid)[\s-]+)?{MONTH}(?:,?\s+(?:of\s+)?{_YEAR})?"
