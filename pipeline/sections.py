@@ -2,8 +2,10 @@
 
 Markup (HTML h1–h6, Markdown ``#``) marks headings directly. In plain text a
 heading is recognised by shape and context: a short line without
-sentence-final punctuation, in Title Case, ALL CAPS or a question, standing
-alone between paragraphs and followed by body text.
+sentence-final punctuation, in Title Case, ALL CAPS, a question or a quoted
+phrase (“Alarming mortality rate”), standing alone between paragraphs and
+followed by body text. A shorter line in sentence case ("Overcrowded
+conditions worsen risk") is a heading only between two prose paragraphs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pipeline.models import Block, Section
 PARAGRAPH_SEPARATOR = "\n\n"
 HEADING_MAX_WORDS = 12
 HEADING_MAX_CHARS = 90
+SENTENCE_CASE_MAX_WORDS = 8
+PROSE_MIN_WORDS = 15
+SENTENCE_END = (".", "!", "?", "”", '"', "’", ")")
 MINOR_WORDS = frozenset("a an and as at but by for from in into nor of on or per the to vs via with over under".split())
 WORD = re.compile(r"[^\W\d_][\w’'\-]*")
 
@@ -31,7 +36,34 @@ def mark_plain_headings(blocks: tuple[Block, ...]) -> tuple[Block, ...]:
         if looks_like_heading(following.text):
             continue
         marked[index] = Block("heading", block.text, level=2)
+    for index in range(1, len(blocks) - 1):
+        before, block, after = marked[index - 1], marked[index], marked[index + 1]
+        if (
+            block.kind == "paragraph"
+            and _is_prose(before)
+            and _is_prose(after)
+            and _is_sentence_case_heading(block.text)
+        ):
+            marked[index] = Block("heading", block.text, level=2)
     return tuple(marked)
+
+
+def _is_prose(block: Block) -> bool:
+    return (
+        block.kind in {"paragraph", "quote"}
+        and len(block.text.split()) >= PROSE_MIN_WORDS
+        and block.text.endswith(SENTENCE_END)
+    )
+
+
+def _is_sentence_case_heading(line: str) -> bool:
+    words = line.split()
+    return (
+        0 < len(words) <= SENTENCE_CASE_MAX_WORDS
+        and line[0].isupper()
+        and not line.endswith((".", ",", ";", ":", "!", "…", "”", '"'))
+        and not re.search(r"\d{1,2}:\d{2}|^(by|photo|source|credit)\b", line, re.IGNORECASE)
+    )
 
 
 def looks_like_heading(line: str) -> bool:
@@ -39,9 +71,17 @@ def looks_like_heading(line: str) -> bool:
     words = line.split()
     if not words or len(words) > HEADING_MAX_WORDS or len(line) > HEADING_MAX_CHARS:
         return False
+    if _is_quoted_phrase(line):
+        return True
     if line.endswith((".", ",", ";", ":", "!", "…", "”", '"')) or line.startswith(("“", '"', "-", "•", "*")):
         return False
     return line.endswith("?") or line.isupper() or is_title_case(line)
+
+
+def _is_quoted_phrase(line: str) -> bool:
+    """A line that is nothing but a short quoted phrase, without sentence punctuation inside the marks."""
+    match = re.fullmatch(r"(?:\d+\.\s*)?[“\"](?P<inner>[^“”\"]+)[”\"]", line)
+    return match is not None and not match.group("inner").rstrip().endswith((".", ",", "!", ";", ":"))
 
 
 def is_title_case(line: str) -> bool:

@@ -7,7 +7,8 @@
 - a related-articles or video-teaser line ("Related", "Read more:", "You may
   also like", "JUST WATCHED") goes with the headlines under it: list items and
   short lines without a full stop;
-- a short credit or source line ("SOURCE: News agencies") goes.
+- a short credit or source line ("SOURCE: News agencies") goes, and so does a
+  tip line asking readers to e-mail the newsroom.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipeline.models import Block
 
 COMMENT_TRAILER = re.compile(
     r"^(?:(?:\d[\d,]*|no|zero|one)\s+comments?|comments?\s*(?:\(\d+\)|\d+)?|"
-    r"no comments yet\b.*|(?:leave|post|add|write) a (?:comment|reply)\b.*|"
+    r"no comments yet\b.*|(?:leave|post|add|write|view|read) (?:a |your )?(?:comments?|reply)\b.*|"
     r"join the (?:conversation|discussion)\b.*|show comments?)$",
     re.IGNORECASE,
 )
@@ -40,6 +41,11 @@ TEASER_HEADING = re.compile(
 )
 CREDIT_LINE = re.compile(r"^(?:sources?|credits?|photo|image|with reporting by|additional reporting by)\s*:", re.I)
 CALL_TO_ACTION_MAX_WORDS = 25
+TIP_LINE = re.compile(
+    r"\b(?:e-?mail us|contact us|send us|tip(?:s|-off)?|your stor(?:y|ies))\b.*@|@\S+\.\w+.*\b(?:e-?mail us|tips?)\b",
+    re.I,
+)
+TIP_LINE_MAX_WORDS = 40
 SHORT_LINE_WORDS = 6  # a furniture keyword in a line this short is enough ("DH Newsletter")
 HEADLINE_MAX_WORDS = 25
 
@@ -76,6 +82,8 @@ def is_furniture(text: str) -> bool:
     if not text or FURNITURE_LINE.match(text):
         return True
     words = len(text.split())
+    if words <= TIP_LINE_MAX_WORDS and TIP_LINE.search(text):
+        return True
     if words <= SHORT_LINE_WORDS and (CREDIT_LINE.match(text) or CALL_TO_ACTION.search(text)):
         return True
     return words <= CALL_TO_ACTION_MAX_WORDS and CALL_TO_ACTION.search(text) is not None and _is_imperative(text)

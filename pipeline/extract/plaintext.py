@@ -68,14 +68,24 @@ def _read_header_line(line: str, extracted: Extracted, *, is_first: bool, has_mo
 
 
 def _dateline(line: str) -> date | datetime | None:
-    """A line that is nothing but a date (optionally "Published: ..."), parsed."""
+    """A line that is nothing but a date (optionally "Published: …", or "Published … | Updated …"), parsed.
+
+    Of a published and an updated date, the first one written wins."""
+    parsed = [_single_dateline(part.strip()) for part in line.split("|")]
+    return parsed[0] if all(p is not None for p in parsed) else None
+
+
+def _single_dateline(line: str) -> date | datetime | None:
     stripped = DATELINE_PREFIX.sub("", line)
     if len(stripped.split()) > 8 or not DATELINE_WORDS.search(stripped):
         return None
     leftover = WEEKDAYS.sub("", DATELINE_WORDS.sub("", stripped))
-    if any(word.upper() not in ZONE_OFFSETS for word in re.findall(r"[A-Za-z]{3,}", leftover)):
+    if any(
+        word.upper() not in ZONE_OFFSETS and word.lower() not in {"at", "on"}
+        for word in re.findall(r"[A-Za-z]{2,}", leftover)
+    ):
         return None
-    return parse_published(stripped)
+    return parse_published(re.sub(r"\b(at|on)\b", " ", stripped))
 
 
 def looks_like_title(line: str) -> bool:
