@@ -19,6 +19,7 @@ HEADING_MAX_WORDS = 12
 HEADING_MAX_CHARS = 90
 SENTENCE_CASE_MAX_WORDS = 8
 PROSE_MIN_WORDS = 15
+CREDIT_START = re.compile(r"(?:by|photos?|images?|sources?|credits?|video|watch|file)\b", re.IGNORECASE)
 SENTENCE_END = (".", "!", "?", "”", '"', "’", ")")
 MINOR_WORDS = frozenset("a an and as at but by for from in into nor of on or per the to vs via with over under".split())
 WORD = re.compile(r"[^\W\d_][\w’'\-]*")
@@ -62,7 +63,8 @@ def _is_sentence_case_heading(line: str) -> bool:
         0 < len(words) <= SENTENCE_CASE_MAX_WORDS
         and line[0].isupper()
         and not line.endswith((".", ",", ";", ":", "!", "…", "”", '"'))
-        and not re.search(r"\d{1,2}:\d{2}|^(by|photo|source|credit)\b", line, re.IGNORECASE)
+        and not re.search(r"\d{1,2}:\d{2}", line)
+        and not CREDIT_START.match(line)
     )
 
 
@@ -73,6 +75,8 @@ def looks_like_heading(line: str) -> bool:
         return False
     if _is_quoted_phrase(line):
         return True
+    if CREDIT_START.match(line):
+        return False
     if line.endswith((".", ",", ";", ":", "!", "…", "”", '"')) or line.startswith(("“", '"', "-", "•", "*")):
         return False
     return line.endswith("?") or line.isupper() or is_title_case(line)

@@ -76,3 +76,13 @@ def test_known_people_fill_in_a_surname_the_article_never_expands(nlp: Any) -> N
     known = KnownPeople({"trump": "Donald Trump"})
     found = entities(nlp, "President Trump said on Tuesday that the talks would go on.", known)
     assert found.get("Donald Trump") == "PERSON"
+
+
+def test_a_name_the_model_missed_after_a_role_is_a_person(nlp: Any) -> None:
+    text = "Parise opened the scoring by stripping Sabres center Casey Mittelstadt in the neutral zone."
+    assert entities(nlp, text).get("Casey Mittelstadt") == "PERSON"
+
+
+def test_examples_of_a_kind_of_thing_are_not_people(nlp: Any) -> None:
+    text = "Stadia launches with franchises such as Assassin's Creed, Tomb Raider, Red Dead Redemption and more."
+    assert entities(nlp, text).get("Tomb Raider", "absent") != "PERSON"

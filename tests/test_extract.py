@@ -86,7 +86,11 @@ def test_bylines_drop_the_outlet(byline: str, author: str) -> None:
 
 @pytest.mark.parametrize(
     ("dateline", "day"),
-    [("Updated: November 20, 2019 1:42 PM IST", "2019-11-20"), ("Published 11:34 p.m. ET Nov. 19, 2019", "2019-11-19")],
+    [
+        ("Updated: November 20, 2019 1:42 PM IST", "2019-11-20"),
+        ("Published 11:34 p.m. ET Nov. 19, 2019", "2019-11-19"),
+        ("Published Nov 18, 2019 at 4:07 PM | Updated at 5:36 PM CST on Nov 18, 2019", "2019-11-18"),
+    ],
 )
 def test_datelines_with_times_and_zones(dateline: str, day: str) -> None:
     published = read_plain_text(f"Talks resume\n\n{dateline}\n\nBody text here.").published_at

@@ -45,9 +45,7 @@ def test_attribution_after_a_closing_question_mark(nlp: Any) -> None:
 
 def test_quote_introduced_by_a_colon_in_the_paragraph_before(nlp: Any) -> None:
     text = "Eva-Marie Persson leads the case.\n\nMs Persson said:\n\n“I would like to emphasise that it is credible.”"
-    assert direct(quotes_of(nlp, text)) == [
-        ("I would like to emphasise that it is credible.", "Eva-Marie Persson")
-    ]
+    assert direct(quotes_of(nlp, text)) == [("I would like to emphasise that it is credible.", "Eva-Marie Persson")]
 
 
 def test_quote_running_over_paragraphs_continues_its_speaker(nlp: Any) -> None:
@@ -145,3 +143,17 @@ def test_indirect_clause_that_is_mostly_quoted_is_not_repeated(nlp: Any) -> None
 def test_odd_marks_never_crash_or_swallow_the_article(nlp: Any, text: str) -> None:
     for quote in quotes_of(nlp, text):
         assert "\n\n" not in quote.text
+
+
+def test_inverted_attribution_with_a_name_the_model_tags_as_an_adverb(nlp: Any) -> None:
+    text = (
+        "Chris Early runs partnerships at Ubisoft.\n\n“Streaming is somewhat binary,” says Early. “You are in or out.”"
+    )
+    assert {speaker for _, speaker in direct(quotes_of(nlp, text))} == {"Chris Early"}
+
+
+def test_a_person_named_with_a_role_in_the_subject_is_the_speaker(nlp: Any) -> None:
+    text = (
+        "“Google offers an extension of the market,” says Chris Early, senior vp partnerships and revenue at Ubisoft."
+    )
+    assert direct(quotes_of(nlp, text)) == [("Google offers an extension of the market,", "Chris Early")]

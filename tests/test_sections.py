@@ -1,3 +1,5 @@
+import pytest
+
 from pipeline.models import Block
 from pipeline.sections import is_title_case, layout, looks_like_heading, mark_plain_headings
 
@@ -53,3 +55,20 @@ def test_no_lead_section_when_article_starts_with_a_heading() -> None:
 
 def test_empty_input() -> None:
     assert layout(()) == ("", ())
+
+
+PROSE = "The physicians wrote to the agency in early November and asked for a meeting about the flu vaccine."
+
+
+@pytest.mark.parametrize(
+    "heading", ['"We write with urgency"', "“Alarming mortality rate”", "Overcrowded conditions worsen risk"]
+)
+def test_plain_headings_in_quotes_or_sentence_case_between_prose(heading: str) -> None:
+    blocks = tuple(Block("paragraph", t) for t in [PROSE, heading, PROSE])
+    assert [b.kind for b in mark_plain_headings(blocks)] == ["paragraph", "heading", "paragraph"]
+
+
+@pytest.mark.parametrize("line", ["“We stand tall.”", "Photo by Reuters", "He said no, twice."])
+def test_short_lines_that_are_not_headings(line: str) -> None:
+    blocks = tuple(Block("paragraph", t) for t in [PROSE, line, PROSE])
+    assert [b.kind for b in mark_plain_headings(blocks)] == ["paragraph", "paragraph", "paragraph"]

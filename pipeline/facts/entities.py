@@ -27,6 +27,21 @@ ENTITY_LABELS = frozenset(
 )
 NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
+# Roles besides titles that introduce a person by name ("Sabres center Casey Mittelstadt").
+ROLE_NOUNS = frozenset(
+    """
+    center centre forward defenseman defender goalie goalkeeper goaltender quarterback receiver linebacker
+    striker midfielder winger pitcher catcher guard rookie captain lawyer attorney aide adviser advisor
+    spokesman spokeswoman spokesperson analyst economist professor researcher scientist
+    """.split()
+)
+# Plural nouns whose examples are people ("leaders such as …", "players like …").
+PEOPLE_NOUNS = frozenset(
+    """
+    people person player athlete star celebrity artist actor actress musician singer politician lawmaker
+    figure candidate executive member fan critic expert writer author director rival opponent colleague
+    """.split()
+)
 DATE_WORDS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
     "august september october november december today yesterday tomorrow".split()
@@ -36,7 +51,9 @@ ORGANISATION_WORDS = frozenset(
     systems space group inc corp corporation company co llc ltd plc capital partners holdings technologies
     technology labs media news bank fund institute university college school association council committee
     agency ministry department party forces force army airlines motors energy resources international
-    foundation trust network times post journal checker clinic hospital center centre court
+    foundation trust network times post journal checker clinic hospital center centre court works studio
+    studios games entertainment interactive software productions pictures records ultra pro max plus mini
+    lite edition series
     """.split()
 )
 NON_NAME_POS = frozenset({"VERB", "ADP", "DET", "ADV", "CCONJ", "SCONJ", "PRON", "AUX", "PART", "PUNCT", "NUM"})
@@ -71,6 +88,7 @@ def resolve_entities(
     """Canonical entities of the article and every mention resolved to one."""
     raw = [m for m in (_raw_mention(ent) for ent in doc.ents if ent.label_ in ENTITY_LABELS) if m]
     raw = _complete_names(doc, raw, [m for m in map(_raw_mention, doc.ents) if m and m.label == "DATE"])
+    raw = sorted(raw + _names_after_roles(doc, raw), key=lambda m: m.span.start)
     full_names = [m for m in raw if m.label == "PERSON" and len(m.name.split()) >= 2]
     raw.extend(_missed_name_mentions(doc, full_names, known))
     grouped: dict[str, list[tuple[_RawMention, str, bool]]] = defaultdict(list)
@@ -172,6 +190,28 @@ def _surname(name: str) -> str:
     return words[-1] if words else name
 
 
+def _names_after_roles(doc: Doc, raw: list[_RawMention]) -> list[_RawMention]:
+    """Names the model missed right after a role: "Sabres center Casey Mittelstadt", "attorney Sonya Zoghlin"."""
+    taken = {token.i for m in raw for token in m.span} | {t.i for ent in doc.ents for t in ent}
+    found: list[_RawMention] = []
+    for token in doc[:-2]:
+        if token.lower_.rstrip(".") not in ROLE_NOUNS and token.lower_ not in PERSON_TITLES:
+            continue
+        end = token.i + 1
+        while end < len(doc) and end - token.i <= 3 and _is_name_token(doc[end]) and end not in taken:
+            end += 1
+        if end - token.i >= 3:  # at least a first name and a surname
+            span = doc[token.i + 1 : end]
+            found.append(
+                _RawMention(span=span, label="PERSON", name=span.text, titles=frozenset({title_noun(token.text)}))
+            )
+    return found
+
+
+def _is_name_token(token: Token) -> bool:
+    return token.pos_ == "PROPN" and token.is_title and token.is_alpha and token.lower_ not in PERSON_TITLES
+
+
 def _missed_name_mentions(doc: Doc, full_names: list[_RawMention], known: KnownPeople | None) -> list[_RawMention]:
     """Surnames and first names of the article's people (or of known people acting in it,
     "Schiff asked") that the model left unlabelled."""
@@ -187,7 +227,7 @@ def _missed_name_mentions(doc: Doc, full_names: list[_RawMention], known: KnownP
             titles=_titles_before(doc[token.i : token.i + 1]),
         )
         for token in doc
-        if token.text in words and token.i not in labelled and token.pos_ == "PROPN"
+        if token.text in words and token.i not in labelled and (token.pos_ == "PROPN" or not token.is_sent_start)
     ]
 
 
@@ -298,6 +338,8 @@ def _looks_like_a_person(members: list[_RawMention], name: str, titles: frozense
         return False
     if _is_known_organisation(name) or _only_an_employer(members) or any(_acronym_after(m.span) for m in members):
         return False
+    if all(_listed_among_things(m.span) for m in members):
+        return False
     if len(words) > 1:
         return True
     if re.search(r"[a-z][A-Z]", name):
@@ -338,6 +380,16 @@ def _only_an_employer(members: list[_RawMention]) -> bool:
         and m.span.root.head.head.lemma_.lower() in PERSON_TITLES
         for m in members
     )
+
+
+def _listed_among_things(span: Span) -> bool:
+    """ "franchises such as Assassin's Creed, Tomb Raider …": an example of a kind of thing, not of people."""
+    first = min([span.root, *span.root.conjuncts], key=lambda t: t.i)
+    marker = first.head
+    if first.dep_ != "pobj" or marker.lower_ not in {"as", "like", "including"}:
+        return False
+    kind = marker.head.head if marker.head.lower_ == "such" else marker.head
+    return kind.tag_ == "NNS" and kind.lemma_.lower() not in PERSON_TITLES | PEOPLE_NOUNS
 
 
 def _is_known_organisation(name: str) -> bool:

@@ -103,14 +103,21 @@ def _quote(doc: Doc, kind: str, start: int, end: int, attribution: _Attribution,
 
 def _attribute(doc: Doc, span: QuotedSpan, index: MentionIndex, *, last_speaker: Speaker | None) -> _Attribution:
     for cue in _cues_near(doc, span):
-        subject = subject_of(cue)
-        if subject is not None and not span.outer_start <= subject.idx < span.outer_end:
-            return _Attribution(speaker_for(subject, index, last_speaker=last_speaker), cue.text)
+        for subject in (subject_of(cue), _person_right_after(cue, index)):
+            if subject is not None and not span.outer_start <= subject.idx < span.outer_end:
+                return _Attribution(speaker_for(subject, index, last_speaker=last_speaker), cue.text)
     for sentence in _sentences_touching(doc, span):
         source = _according_to(sentence)
         if source is not None and not span.outer_start <= source.idx < span.outer_end:
             return _Attribution(speaker_for(source, index, last_speaker=last_speaker), "according to")
     return _Attribution(None, None)
+
+
+def _person_right_after(cue: Token, index: MentionIndex) -> Token | None:
+    """ "…,” says Early." where the model parsed the name as an adverb: a person named right after the cue."""
+    following = cue.doc[cue.i + 1] if cue.i + 1 < len(cue.doc) else None
+    mention = index.at(following) if following is not None else None
+    return following if mention is not None and mention.type == "PERSON" else None
 
 
 def _cues_near(doc: Doc, span: QuotedSpan) -> list[Token]:

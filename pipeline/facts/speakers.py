@@ -104,13 +104,13 @@ def _reporting_head(verb: Token) -> Token:
 
 def speaker_for(subject: Token, mentions: MentionIndex, *, last_speaker: Speaker | None) -> Speaker:
     """A speaker from a subject token: an entity, a pronoun's antecedent, a titled person or the noun phrase."""
-    if any(child.dep_ == "conj" for child in subject.children):
+    if any(c.dep_ == "conj" for c in subject.children) and any(c.dep_ == "cc" for c in subject.children):
         return _joint_speaker(subject)
     if subject.lemma_.lower() in DOCUMENT_NOUNS:
         source = _document_source(subject)
         if source is not None:
             return speaker_for(source, mentions, last_speaker=last_speaker)
-    mention = mentions.at(subject) or _mention_in_compound(subject, mentions)
+    mention = mentions.at(subject) or _mention_in_compound(subject, mentions) or _person_in_phrase(subject, mentions)
     if mention is not None and mention.type == "PERSON":
         return Speaker(mention.name, mention.text, mention.start, mention.end)
     if subject.lower_ in PERSON_PRONOUNS | GROUP_PRONOUNS:
@@ -177,9 +177,30 @@ def _mention_in_compound(subject: Token, mentions: MentionIndex) -> ResolvedMent
     return None
 
 
+def _person_in_phrase(subject: Token, mentions: MentionIndex) -> ResolvedMention | None:
+    """ "Chris Early, senior vp partnerships, says": the one person named in the subject's phrase,
+    leaving out possessors ("Nisan Ahmado's source" is not Ahmado)."""
+    doc = subject.doc
+    people = {
+        m.start: m
+        for token in doc[subject.left_edge.i : subject.i]
+        if (m := mentions.at(token)) is not None and m.type == "PERSON" and not _is_possessor(doc, m)
+    }
+    return next(iter(people.values())) if len(people) == 1 else None
+
+
+def _is_possessor(doc: Doc, mention: ResolvedMention) -> bool:
+    end = mention.token_end
+    return (end < len(doc) and doc[end].tag_ == "POS") or doc[end - 1].dep_ == "poss"
+
+
 def _titled_person(subject: Token, mentions: MentionIndex) -> ResolvedMention | None:
-    """ "The governor said": the nearest earlier person introduced with that title."""
-    if subject.pos_ != "NOUN" or not any(c.dep_ == "det" and c.lower_ == "the" for c in subject.children):
+    """ "The governor said": the nearest earlier person introduced with that title (singular nouns only)."""
+    if (
+        subject.pos_ != "NOUN"
+        or subject.tag_ != "NN"
+        or not any(c.dep_ == "det" and c.lower_ == "the" for c in subject.children)
+    ):
         return None
     return mentions.titled_before(title_noun(subject.lemma_), subject.idx)
 
