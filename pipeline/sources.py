@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.extract.textutil import metadata_strings
 from pipeline.models import RawDocument
 
 SIDECAR_SUFFIX = ".meta.yaml"
@@ -101,4 +102,4 @@ def read_sidecar(path: Path) -> Mapping[str, str]:
         raise SourceError(f"unreadable metadata sidecar {sidecar.name}: {error}") from error
     if not isinstance(loaded, dict):
         raise SourceError(f"metadata sidecar {sidecar.name} must be a mapping of key: value")
-    return {str(k): str(v) for k, v in loaded.items() if v is not None}
+    return metadata_strings(loaded)

@@ -8,7 +8,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from pipeline.extract.textutil import clean_inline
+from pipeline.extract.textutil import clean_inline, metadata_strings
 from pipeline.models import Block, BlockKind
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
@@ -26,14 +26,7 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
         return {}, text
     if not isinstance(loaded, dict):
         return {}, text
-    metadata = {str(k).lower(): _as_text(v) for k, v in loaded.items() if v is not None}
-    return metadata, text[match.end() :]
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
+    return metadata_strings(loaded), text[match.end() :]
 
 
 def markdown_blocks(body: str) -> tuple[Block, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import charset_normalizer
@@ -82,6 +83,17 @@ def clean_author(value: str | None) -> str | None:
 def _is_affiliation(part: str) -> bool:
     words = re.findall(r"[A-Za-z]+", part.lower())
     return bool(words) and any(word in AFFILIATION_WORDS for word in words)
+
+
+def metadata_strings(loaded: Mapping[object, object]) -> dict[str, str]:
+    """YAML metadata (a sidecar or front matter) as lower-case keys and string values; lists are joined."""
+    return {str(key).lower(): _as_text(value) for key, value in loaded.items() if value is not None}
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
 
 
 def parse_published(value: str | None) -> date | datetime | None:
