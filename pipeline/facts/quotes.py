@@ -67,7 +67,7 @@ def _direct_quotes(doc: Doc, spans: list[QuotedSpan], index: MentionIndex, outli
         if attribution.speaker is None:
             continue
         previous = (span, attribution)
-        yield _quote(doc, "direct", span.start, span.end, attribution, outline)
+        yield _quote(doc, "direct", (span.start, span.end), attribution, outline)
 
 
 def _is_term(doc: Doc, span: QuotedSpan) -> bool:
@@ -87,7 +87,8 @@ def _is_term(doc: Doc, span: QuotedSpan) -> bool:
     return root.dep_ in MODIFIER_DEPS
 
 
-def _quote(doc: Doc, kind: str, start: int, end: int, attribution: _Attribution, outline: Outline) -> Quote:
+def _quote(doc: Doc, kind: str, offsets: tuple[int, int], attribution: _Attribution, outline: Outline) -> Quote:
+    start, end = offsets
     speaker = attribution.speaker
     return Quote(
         kind="direct" if kind == "direct" else "indirect",
@@ -199,7 +200,7 @@ def _indirect_quotes(doc: Doc, index: MentionIndex, outline: Outline, *, quoted:
             if _quoted_share(content, quoted) > MAX_QUOTED_SHARE:
                 continue
             attribution = _Attribution(speaker_for(subject, index, last_speaker=None), cue)
-            yield _quote(doc, "indirect", content.start_char, content.end_char, attribution, outline)
+            yield _quote(doc, "indirect", (content.start_char, content.end_char), attribution, outline)
 
 
 def _reported_clauses(sentence: Span) -> Iterator[tuple[Span, Token, str]]:
