@@ -146,9 +146,7 @@ def test_odd_marks_never_crash_or_swallow_the_article(nlp: Any, text: str) -> No
 
 
 def test_inverted_attribution_with_a_name_the_model_tags_as_an_adverb(nlp: Any) -> None:
-    text = (
-        "Ubisoft executive Chris Early praised the deal.\n\n“Streaming is binary,” says Early. “You are in or out.”"
-    )
+    text = "Ubisoft executive Chris Early praised the deal.\n\n“Streaming is binary,” says Early. “You are in or out.”"
     assert {speaker for _, speaker in direct(quotes_of(nlp, text))} == {"Chris Early"}
 
 

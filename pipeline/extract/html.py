@@ -12,6 +12,9 @@ from pipeline.models import Block, BlockKind, Extracted
 
 BLOCK_TAGS: dict[str, BlockKind] = {"head": "heading", "p": "paragraph", "quote": "quote", "item": "item"}
 CONTAINER_TAGS = {"list", "div", "table", "row", "body"}
+RESCUE_BELOW_CHARS = 250  # less main text than this and the fallback extractors get a go
+# The page's own date markup first (original publication date); no scan of the whole text.
+DATE_PARAMS = {"extensive_search": False, "original_date": True, "outputformat": "%Y-%m-%d %H:%M:%S"}
 
 
 class NoMainTextError(ValueError):
@@ -19,19 +22,18 @@ class NoMainTextError(ValueError):
 
 
 def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
-    """Metadata and structured body of an HTML page."""
-    document = trafilatura.bare_extraction(
-        body,
-        url=url,
-        with_metadata=True,
-        include_formatting=True,
-        include_comments=False,
-        include_tables=True,
-        output_format="python",
-    )
-    if document is None or isinstance(document, dict) or document.body is None:
-        raise NoMainTextError("no main text found in the page")
-    blocks = tuple(_walk(document.body))
+    """Metadata and structured body of an HTML page.
+
+    trafilatura runs in its fast mode first; only when that finds too little
+    text do its fallback extractors (readability, jusText) get a go.
+    """
+    document = _bare_extraction(body, url=url, fast=True)
+    blocks = tuple(_walk(document.body)) if _has_body(document) else ()
+    if sum(len(block.text) for block in blocks) < RESCUE_BELOW_CHARS:
+        rescued = _bare_extraction(body, url=url, fast=False)
+        rescued_blocks = tuple(_walk(rescued.body)) if _has_body(rescued) else ()
+        if sum(len(b.text) for b in rescued_blocks) > sum(len(b.text) for b in blocks):
+            document, blocks = rescued, rescued_blocks
     if not blocks:
         raise NoMainTextError("no main text found in the page")
     title = page_title(_meta(document, "title"), site=_meta(document, "sitename"))
@@ -44,6 +46,24 @@ def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
         language=_meta(document, "language"),
         url=_meta(document, "url"),
     )
+
+
+def _bare_extraction(body: bytes | str, *, url: str | None, fast: bool) -> Any:
+    return trafilatura.bare_extraction(
+        body,
+        url=url,
+        fast=fast,
+        with_metadata=True,
+        include_formatting=True,
+        include_comments=False,
+        include_tables=True,
+        output_format="python",
+        date_extraction_params=DATE_PARAMS,
+    )
+
+
+def _has_body(document: Any) -> bool:
+    return document is not None and not isinstance(document, dict) and document.body is not None
 
 
 def _walk(element: Any) -> list[Block]:
