@@ -29,6 +29,8 @@ from pipeline.database import (
     psql_command,
 )
 from pipeline.evaluation import evaluate, failed_targets, load_gold, total
+from pipeline.feeding import ingest_feeds
+from pipeline.fetch.feeds import FeedListError, read_feed_list
 from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
 from pipeline.migrate import apply_migrations
 from pipeline.settings import Settings
@@ -54,21 +56,35 @@ class OutputFormat(StrEnum):
 def ingest_command(
     inputs: Annotated[list[str] | None, typer.Argument(help="Files, directories or URLs; default: seeds/.")] = None,
     feed: Annotated[list[str] | None, typer.Option("--feed", help="An RSS/Atom feed URL (repeatable).")] = None,
+    feeds: Annotated[bool, typer.Option("--feeds", help="Poll every feed in the feed list (NEWSFLOW_FEEDS).")] = False,
 ) -> None:
     """Load documents into Postgres: one transaction per document, idempotent."""
     settings = Settings.from_env()
-    if feed:
-        console.print("[red]error:[/] feeds are not supported by this version yet")
-        raise typer.Exit(2)
-    sources = list(expand_inputs(inputs or [str(settings.seeds_dir)]))
+    feed_urls = [*(feed or []), *(_feed_list(settings) if feeds else [])]
+    sources = list(expand_inputs(inputs or ([] if feed_urls else [str(settings.seeds_dir)])))
     engine = _ready_engine(settings)
+    summaries = []
     with _progress() as progress:
-        task = progress.add_task("ingesting", total=len(sources))
-        summary = ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task))
-    _print_summary(summary)
+        if feed_urls:
+            task = progress.add_task("polling feeds", total=None)
+            summaries.append(ingest_feeds(settings, engine, feed_urls, on_document=lambda _s: progress.advance(task)))
+        if sources:
+            task = progress.add_task("ingesting", total=len(sources))
+            summaries.append(ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task)))
+    for summary in summaries:
+        _print_summary(summary)
     console.print(f"Look at the data: {psql_command(database_url(settings))}", soft_wrap=True, highlight=False)
-    if summary.failed:
+    if any(summary.failed for summary in summaries):
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _feed_list(settings: Settings) -> list[str]:
+    path = settings.feeds_path or settings.seeds_dir / "feeds.yaml"
+    try:
+        return read_feed_list(path)
+    except FeedListError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from error
 
 
 @app.command("extract")

@@ -19,6 +19,8 @@ import pipeline
 from pipeline import store
 from pipeline.extract import ExtractError, extract
 from pipeline.facts.gazetteer import load_known_people
+from pipeline.fetch import Fetcher, FetchError, FetchPolicy
+from pipeline.fetch.pages import fetch_page
 from pipeline.models import Document, RawDocument
 from pipeline.nlp import load_model
 from pipeline.process import FactsError, Laid, lay_out, process_batch
@@ -49,6 +51,7 @@ class IngestSummary:
     entities: int = 0
     quotes: int = 0
     failures: list[Failure] = field(default_factory=list)
+    articles: dict[str, int] = field(default_factory=dict)  # input (path or URL) → article id
 
     @property
     def failed(self) -> int:
@@ -67,10 +70,10 @@ def extractor_version(settings: Settings) -> str:
     return f"newsflow {pipeline.__version__}; {settings.spacy_model}"
 
 
-def read_input(value: str) -> RawDocument:
-    """One input as raw bytes; URLs are fetched by the fetch stage (feeds and pages)."""
+def read_input(value: str, fetcher: Fetcher) -> RawDocument:
+    """One input as raw bytes: a file, or an http(s) page fetched and named by its canonical URL."""
     if is_url(value):
-        raise SourceError("fetching http(s) URLs is not supported by this version; save the page as .html")
+        return fetch_page(fetcher, value)
     path = Path(value)
     if not path.exists():
         raise SourceError(f"no such file or directory: {value}")
@@ -87,44 +90,66 @@ def ingest(
 ) -> IngestSummary:
     """Ingest every input; one transaction per document, errors recorded per document."""
     summary = IngestSummary(run_id=store.start_run(engine, trigger=trigger))
-    for batch in _batches(inputs, BATCH_SIZE):
-        _ingest_batch(settings, engine, batch, summary, on_document or (lambda _source: None))
+    with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
+        ingest_into(Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None)), inputs)
     store.finish_run(engine, summary.run_id, summary.counts())
     return summary
 
 
-def _ingest_batch(
-    settings: Settings, engine: Engine, batch: list[str], summary: IngestSummary, on_document: Progress
-) -> None:
-    pending: list[tuple[RawDocument, Laid]] = []
+@dataclass(frozen=True)
+class Batch:
+    """What a run's batches share: where to load, how to fetch, what to count."""
+
+    settings: Settings
+    engine: Engine
+    fetcher: Fetcher
+    summary: IngestSummary
+    on_document: Progress
+
+
+def ingest_into(run: Batch, inputs: Iterable[str]) -> None:
+    """Ingest inputs into a run that is already open (the CLI's and the feeds' shared loop)."""
+    for batch in _batches(inputs, BATCH_SIZE):
+        _ingest_batch(run, batch)
+
+
+def _ingest_batch(run: Batch, batch: list[str]) -> None:
+    pending: list[tuple[str, RawDocument, Laid]] = []
     for value in batch:
-        summary.seen += 1
-        prepared = _prepare(engine, value, summary)
+        run.summary.seen += 1
+        prepared = _prepare(run, value)
         if prepared is None:
-            on_document(value)
+            run.on_document(value)
         else:
-            pending.append(prepared)
+            pending.append((value, *prepared))
     if not pending:
         return
-    nlp = load_model(settings.spacy_model)
-    documents = process_batch(nlp, (laid for _, laid in pending), known_people=load_known_people(settings.people_path))
-    for (raw, _), document in zip(pending, documents, strict=True):
+    nlp = load_model(run.settings.spacy_model)
+    people = load_known_people(run.settings.people_path)
+    documents = process_batch(nlp, (laid for _, _, laid in pending), known_people=people)
+    for (value, raw, _), document in zip(pending, documents, strict=True):
         if isinstance(document, FactsError):
-            _fail(engine, summary, Failure(raw.source, "facts", str(document)))
+            _fail(run.engine, run.summary, Failure(raw.source, "facts", str(document)))
         else:
-            _load(settings, engine, raw, document, summary)
-        on_document(raw.source)
+            _load(run, value, raw, document)
+        run.on_document(raw.source)
 
 
-def _prepare(engine: Engine, value: str, summary: IngestSummary) -> tuple[RawDocument, Laid] | None:
-    """Read and extract one input; None when it failed or is unchanged."""
+def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
+    """Read (or fetch) and extract one input; None when it failed or is unchanged."""
+    engine, summary = run.engine, run.summary
     try:
-        raw = read_input(value)
+        raw = read_input(value, run.fetcher)
     except SourceError as error:
         _fail(engine, summary, Failure(value, "read", str(error)))
         return None
-    if store.find_unchanged(engine, raw) is not None:
+    except FetchError as error:
+        _fail(engine, summary, Failure(value, "fetch", str(error)))
+        return None
+    unchanged = store.find_unchanged(engine, raw)
+    if unchanged is not None:
         summary.unchanged += 1
+        summary.articles[value] = unchanged
         return None
     try:
         extracted = extract(raw)
@@ -134,14 +159,16 @@ def _prepare(engine: Engine, value: str, summary: IngestSummary) -> tuple[RawDoc
     return raw, lay_out(raw.source, extracted, plain_text=raw.media_type == "text/plain")
 
 
-def _load(settings: Settings, engine: Engine, raw: RawDocument, document: Document, summary: IngestSummary) -> None:
+def _load(run: Batch, value: str, raw: RawDocument, document: Document) -> None:
+    summary = run.summary
     try:
         result = store.load_document(
-            engine, raw, document, run_id=summary.run_id, extractor_version=extractor_version(settings)
+            run.engine, raw, document, run_id=summary.run_id, extractor_version=extractor_version(run.settings)
         )
     except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
-        _fail(engine, summary, Failure(raw.source, "load", f"{type(error).__name__}: {error}".splitlines()[0]))
+        _fail(run.engine, summary, Failure(raw.source, "load", f"{type(error).__name__}: {error}".splitlines()[0]))
         return
+    summary.articles[value] = result.article_id
     if result.status == "unchanged":
         summary.unchanged += 1
         return
@@ -163,8 +190,15 @@ def extract_documents(
     settings: Settings, inputs: Iterable[str], *, anchor: date | None = None
 ) -> Iterator[Document | Failure]:
     """Documents (or failures) for ``newsflow extract``, in input order, without a database."""
+    with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
+        yield from _extract_documents(settings, fetcher, inputs, anchor=anchor)
+
+
+def _extract_documents(
+    settings: Settings, fetcher: Fetcher, inputs: Iterable[str], *, anchor: date | None
+) -> Iterator[Document | Failure]:
     for batch in _batches(expand_inputs(list(inputs)), BATCH_SIZE):
-        prepared: list[Laid | Failure] = [_extract_one(value) for value in batch]
+        prepared: list[Laid | Failure] = [_extract_one(value, fetcher) for value in batch]
         laid = [item for item in prepared if isinstance(item, Laid)]
         people = load_known_people(settings.people_path)
         nlp = load_model(settings.spacy_model)
@@ -177,12 +211,14 @@ def extract_documents(
             yield Failure(item.source, "facts", str(document)) if isinstance(document, FactsError) else document
 
 
-def _extract_one(value: str) -> Laid | Failure:
+def _extract_one(value: str, fetcher: Fetcher) -> Laid | Failure:
     try:
-        raw = read_input(value)
+        raw = read_input(value, fetcher)
         return lay_out(value, extract(raw), plain_text=raw.media_type == "text/plain")
     except SourceError as error:
         return Failure(value, "read", str(error))
+    except FetchError as error:
+        return Failure(value, "fetch", str(error))
     except ExtractError as error:
         return Failure(value, "extract", str(error))
 

@@ -29,6 +29,11 @@ class Settings:
     feeds_path: Path | None
     allow_private_hosts: bool
     people_path: Path | None = None
+    user_agent: str | None = None
+    fetch_timeout: float = 30.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    fetch_host_interval: float = 1.0
+    fetch_attempts: int = 4
 
     @property
     def sql_dir(self) -> Path:
@@ -55,4 +60,9 @@ class Settings:
             feeds_path=Path(feeds) if feeds else None,
             allow_private_hosts=env.get("NEWSFLOW_ALLOW_PRIVATE_HOSTS", "").lower() in TRUE_WORDS,
             people_path=Path(people) if (people := env.get("NEWSFLOW_PEOPLE")) else None,
+            user_agent=env.get("NEWSFLOW_USER_AGENT") or None,
+            fetch_timeout=float(env.get("NEWSFLOW_FETCH_TIMEOUT") or 30),
+            fetch_max_bytes=int(env.get("NEWSFLOW_FETCH_MAX_BYTES") or 10 * 1024 * 1024),
+            fetch_host_interval=float(env.get("NEWSFLOW_FETCH_HOST_INTERVAL") or 1.0),
+            fetch_attempts=int(env.get("NEWSFLOW_FETCH_ATTEMPTS") or 4),
         )

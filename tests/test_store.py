@@ -26,7 +26,9 @@ def copy_seed(directory: Path) -> Path:
 
 
 def test_migrations_from_empty(database_url: str, settings: Settings) -> None:
-    assert pending_migrations(database_url, settings.sql_dir) == ["0001_core_schema", "0002_analyst_views"]
+    expected = sorted(path.stem for path in settings.sql_dir.glob("*.sql"))
+    assert expected[:3] == ["0001_core_schema", "0002_analyst_views", "0003_feeds"]
+    assert pending_migrations(database_url, settings.sql_dir) == expected
     apply_migrations(database_url, settings.sql_dir)
     assert pending_migrations(database_url, settings.sql_dir) == []
     assert apply_migrations(database_url, settings.sql_dir) == []

@@ -9,7 +9,7 @@ from pipeline.extract.boilerplate import remove_boilerplate
 from pipeline.extract.html import NoMainTextError, read_html
 from pipeline.extract.markdown import markdown_blocks, split_front_matter
 from pipeline.extract.plaintext import read_plain_text
-from pipeline.extract.textutil import DecodeError, decode_text, parse_published
+from pipeline.extract.textutil import DecodeError, decode_html, decode_text, parse_published
 from pipeline.models import Extracted, RawDocument
 
 
@@ -32,7 +32,7 @@ def extract(raw: RawDocument) -> Extracted:
 
 def _read(raw: RawDocument) -> Extracted:
     if raw.media_type == "text/html":
-        return read_html(raw.body, url=raw.metadata.get("url"))
+        return read_html(decode_html(raw), url=raw.metadata.get("url"))
     text = decode_text(raw)
     if raw.media_type == "text/markdown":
         front_matter, body = split_front_matter(text)

@@ -33,6 +33,37 @@ def decode_text(raw: RawDocument) -> str:
     return _checked(str(best))
 
 
+META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+
+
+def decode_html(raw: RawDocument) -> str:
+    """Decode an HTML page: the HTTP header's charset, then the page's <meta> charset, then
+    UTF-8, then detection, so legacy pages (latin-1, cp1252, windows-1251) come out right."""
+    meta = META_CHARSET.search(raw.body[:4096])
+    declared = (raw.metadata.get("charset"), meta.group(1).decode("ascii", "ignore") if meta else None)
+    for encoding in filter(None, (*declared, "utf-8-sig")):
+        try:
+            return _checked(raw.body.decode(encoding))
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return _checked(_detected(raw.body))
+
+
+# When detection (nearly) ties, the web's common legacy encodings win (windows-1252 is the HTML standard's default).
+PREFERRED_ENCODINGS = ("cp1252", "iso8859_1", "cp1251", "cp1250", "iso8859_15")
+DETECTION_TOLERANCE = 0.01  # detector "chaos" within this of the least counts as a tie
+
+
+def _detected(body: bytes) -> str:
+    matches = list(charset_normalizer.from_bytes(body))
+    if not matches:
+        raise DecodeError("binary data: no text encoding fits these bytes")
+    least_chaos = min(m.chaos for m in matches)
+    close = {m.encoding: m for m in matches if m.chaos <= least_chaos + DETECTION_TOLERANCE}
+    chosen = next((close[name] for name in PREFERRED_ENCODINGS if name in close), matches[0])
+    return str(chosen)
+
+
 def _checked(text: str) -> str:
     controls = len(CONTROL_CHARS.findall(text))
     if controls > max(8, len(text) // 100):

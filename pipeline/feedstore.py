@@ -1,0 +1,91 @@
+"""Feed bookkeeping in Postgres: conditional-GET state per feed and the entries already loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.fetch.feeds import FeedEntry, FeedPoll
+
+
+@dataclass(frozen=True)
+class FeedState:
+    id: int
+    etag: str | None
+    last_modified: str | None
+
+
+def claim_feed(engine: Engine, url: str) -> FeedState:
+    """The feed's row (created on first sight) with what the next conditional GET should send."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "INSERT INTO feeds (url) VALUES (:url) ON CONFLICT (url) DO UPDATE SET url = EXCLUDED.url "
+                "RETURNING id, etag, last_modified"
+            ),
+            {"url": url},
+        ).one()
+    return FeedState(int(row.id), row.etag, row.last_modified)
+
+
+def unseen(engine: Engine, entries: Iterable[FeedEntry]) -> list[FeedEntry]:
+    """Entries whose link no feed has delivered yet, in feed order, without repeats."""
+    by_link = {entry.link: entry for entry in entries}
+    if not by_link:
+        return []
+    with engine.connect() as conn:
+        seen = set(
+            conn.scalars(sa.text("SELECT link FROM feed_entries WHERE link = ANY(:links)"), {"links": list(by_link)})
+        )
+    return [entry for link, entry in by_link.items() if link not in seen]
+
+
+def record_entry(engine: Engine, feed: FeedState, entry: FeedEntry, article_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO feed_entries (feed_id, link, entry_id, title, article_id) "
+                "VALUES (:feed, :link, :entry_id, :title, :article) ON CONFLICT (feed_id, link) DO NOTHING"
+            ),
+            {
+                "feed": feed.id,
+                "link": entry.link,
+                "entry_id": entry.entry_id,
+                "title": entry.title,
+                "article": article_id,
+            },
+        )
+
+
+def finish_poll(engine: Engine, feed: FeedState, poll: FeedPoll | None, *, error: str | None = None) -> None:
+    """Store how the poll went; a failed poll keeps the previous ETag and Last-Modified."""
+    status = (
+        "failed"
+        if poll is None
+        else "not_modified"
+        if poll.not_modified
+        else "malformed"
+        if poll.problem
+        else "fetched"
+    )
+    values = {
+        "id": feed.id,
+        "status": status,
+        "error": error or (poll.problem if poll else None),
+        "etag": poll.etag if poll else feed.etag,
+        "modified": poll.last_modified if poll else feed.last_modified,
+        "title": poll.title if poll else None,
+        "entries": len(poll.entries) if poll else 0,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE feeds SET last_polled_at = now(), last_status = :status, last_error = :error, etag = :etag, "
+                "last_modified = :modified, title = coalesce(:title, title), "
+                "entries_seen = entries_seen + :entries WHERE id = :id"
+            ),
+            values,
+        )

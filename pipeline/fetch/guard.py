@@ -1,0 +1,59 @@
+"""The SSRF guard: a fetch may only reach public addresses.
+
+Every host is resolved before each request, redirect hops included, and an
+address that is loopback, private, link-local, multicast, reserved or
+unspecified is refused with a clear error, unless private hosts are allowed
+(``NEWSFLOW_ALLOW_PRIVATE_HOSTS=true``: tests and intranets).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+
+class UnsafeURLError(ValueError):
+    """The URL may not be fetched: wrong scheme, no host, or a non-public address."""
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """Raise ``UnsafeURLError`` unless ``url`` is http(s) and every address of its host is public."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise UnsafeURLError(f"refusing {url}: only http and https URLs are fetched")
+    if not parts.hostname:
+        raise UnsafeURLError(f"refusing {url}: no host name")
+    if allow_private:
+        return
+    for address in resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)):
+        reason = non_public_reason(address)
+        if reason:
+            raise UnsafeURLError(
+                f"refusing {url}: {parts.hostname} resolves to {address} ({reason}); "
+                "set NEWSFLOW_ALLOW_PRIVATE_HOSTS=true to allow it"
+            )
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as error:
+        raise UnsafeURLError(f"cannot resolve {host}: {error.strerror}") from error
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def non_public_reason(address: str) -> str | None:
+    """Why an address is not public, or None when it is."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    checks = (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    )
+    return next((name for name, matches in checks if matches), None)

@@ -1,0 +1,51 @@
+"""Pages: fetch an article page and name it by its canonical URL.
+
+The canonical URL is the page's ``<link rel="canonical">`` when it names an
+http(s) URL, else the final URL after redirects, normalised by courlan (host
+lower-cased, fragment and tracking parameters such as ``utm_*`` and ``fbclid``
+dropped), so the same story reached through two feeds is one article.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin
+
+import courlan
+
+from pipeline.fetch.http import HTML_TYPES, Fetcher, Page
+from pipeline.models import RawDocument
+
+CANONICAL_LINK = re.compile(rb"""<link\b[^>]*\brel\s*=\s*["']?canonical["']?[^>]*>""", re.IGNORECASE)
+HREF = re.compile(rb"""\bhref\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+HEAD_BYTES = 256 * 1024
+
+
+def canonical_url(page_url: str, body: bytes) -> str:
+    """The page's canonical URL, normalised; the page URL when it declares none."""
+    link = CANONICAL_LINK.search(body[:HEAD_BYTES])
+    href = HREF.search(link.group(0)) if link else None
+    declared = urljoin(page_url, href.group(1).decode("utf-8", "ignore").strip()) if href else ""
+    chosen = declared if declared.startswith(("http://", "https://")) else page_url
+    return normalise_url(chosen)
+
+
+def normalise_url(url: str) -> str:
+    try:
+        return str(courlan.normalize_url(url, strict=True))
+    except ValueError:
+        return url
+
+
+def fetch_page(fetcher: Fetcher, url: str) -> RawDocument:
+    """A page as a RawDocument named by its canonical URL; the raw bytes are kept as fetched."""
+    page = fetcher.get(url, accept=HTML_TYPES)
+    return page_document(page)
+
+
+def page_document(page: Page) -> RawDocument:
+    canonical = canonical_url(page.final_url, page.body)
+    metadata = {"url": canonical}
+    if page.charset:
+        metadata["charset"] = page.charset
+    return RawDocument(source=canonical, body=page.body, media_type="text/html", metadata=metadata)
