@@ -49,6 +49,7 @@ class Extracted:
     published_at: date | datetime | None = None
     language: str | None = None
     url: str | None = None
+    site_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class Document:
     language: str | None = None
     published_at: date | datetime | None = None
     url: str | None = None
+    site_name: str | None = None
 
     def section_of(self, offset: int) -> int:
         """Position of the section whose span contains ``offset`` (nearest before it)."""
@@ -173,6 +175,7 @@ class Document:
             "language": self.language,
             "published_at": published,
             "url": self.url,
+            "site_name": self.site_name,
             "text": self.text,
             "sections": [asdict(s) for s in self.sections],
             "entities": [_entity_json(e) for e in self.facts.entities],

@@ -68,6 +68,7 @@ def _document(item: Laid, facts: Facts) -> Document:
         language=extracted.language,
         published_at=extracted.published_at,
         url=extracted.url,
+        site_name=extracted.site_name,
     )
 
 

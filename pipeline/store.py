@@ -105,9 +105,9 @@ def _claim_article(conn: Connection, values: dict[str, Any]) -> tuple[int, LoadS
     """Insert the article, or lock and update it when its content changed."""
     inserted = conn.scalar(
         sa.text(
-            "INSERT INTO articles (source, url, title, author, published_at, language, content_hash, "
+            "INSERT INTO articles (source, url, title, author, published_at, language, site_name, content_hash, "
             "raw_document_id, text, extractor_version, ingest_run_id) VALUES (:source, :url, :title, :author, "
-            ":published_at, :language, :content_hash, :raw_id, :text, :extractor_version, :run_id) "
+            ":published_at, :language, :site_name, :content_hash, :raw_id, :text, :extractor_version, :run_id) "
             "ON CONFLICT (source) DO NOTHING RETURNING id"
         ),
         values,
@@ -122,7 +122,8 @@ def _claim_article(conn: Connection, values: dict[str, Any]) -> tuple[int, LoadS
     conn.execute(
         sa.text(
             "UPDATE articles SET url = :url, title = :title, author = :author, published_at = :published_at, "
-            "language = :language, content_hash = :content_hash, raw_document_id = :raw_id, text = :text, "
+            "language = :language, site_name = :site_name, content_hash = :content_hash, "
+            "raw_document_id = :raw_id, text = :text, "
             "extractor_version = :extractor_version, ingest_run_id = :run_id, version = version + 1, "
             "updated_at = now() WHERE id = :id"
         ),
@@ -142,6 +143,7 @@ def _article_values(
         "author": document.author,
         "published_at": document.published_at,
         "language": document.language,
+        "site_name": document.site_name,
         "content_hash": raw.content_sha256,
         "raw_id": raw_id,
         "text": document.text,

@@ -1,5 +1,9 @@
--- Feeds: each polled RSS/Atom feed with its conditional-GET state, and every entry seen in one.
+-- Feeds: each polled RSS/Atom feed with its conditional-GET state, and every entry seen in one;
+-- and the site name of fetched pages.
 -- depends: 0002_analyst_views
+
+ALTER TABLE articles ADD COLUMN site_name text;
+COMMENT ON COLUMN articles.site_name IS 'The publication the page names itself (og:site_name and the like), when known.';
 
 CREATE TABLE feeds (
     id              bigserial PRIMARY KEY,

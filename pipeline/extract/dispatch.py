@@ -51,4 +51,5 @@ def _with_metadata(extracted: Extracted, meta: Mapping[str, str]) -> Extracted:
         published_at=published or extracted.published_at,
         language=meta.get("language") or meta.get("lang") or extracted.language,
         url=meta.get("url") or extracted.url,
+        site_name=meta.get("site_name") or meta.get("sitename") or extracted.site_name,
     )

@@ -45,6 +45,7 @@ def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
         published_at=parse_published(_meta(document, "date")),
         language=_meta(document, "language"),
         url=_meta(document, "url"),
+        site_name=_meta(document, "sitename"),
     )
 
 
