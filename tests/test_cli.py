@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 
 from .conftest import SEED
+from .test_fetch import article
 
 runner = CliRunner()
 
@@ -100,3 +102,40 @@ def test_db_url_and_migrate_in_a_real_process(migrated_url: str) -> None:
     assert url.stdout.strip().startswith("postgresql://")
     migrate = subprocess.run([newsflow, "db", "migrate"], env=env, capture_output=True, text=True, check=True)
     assert "none pending" in migrate.stderr
+
+
+@pytest.mark.postgres
+def test_ingest_a_local_feed_then_nothing_new(
+    migrated_url: str, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "NEWSFLOW_DATABASE_URL": migrated_url,
+        "NEWSFLOW_ALLOW_PRIVATE_HOSTS": "true",
+        "NEWSFLOW_FETCH_HOST_INTERVAL": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/talks").respond_with_data(article(), content_type="text/html")
+    item = f'<item><link>{httpserver.url_for("/talks")}</link></item>'
+    feed = f'<rss version="2.0"><channel><title>t</title>{item}</channel></rss>'
+    httpserver.expect_request("/feed.xml").respond_with_data(feed, content_type="application/rss+xml")
+    first = runner.invoke(app, ["ingest", "--feed", httpserver.url_for("/feed.xml")])
+    assert first.exit_code == 0, first.output
+    assert "│        1 │   1 │" in first.output
+    second = runner.invoke(app, ["ingest", "--feed", httpserver.url_for("/feed.xml")])
+    assert second.exit_code == 0, second.output
+    assert "│        0 │   0 │" in second.output
+
+
+def test_extract_a_url_and_refuse_a_private_one(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/talks").respond_with_data(article(), content_type="text/html")
+    refused = runner.invoke(app, ["extract", httpserver.url_for("/talks")])
+    assert refused.exit_code == 1
+    assert "loopback" in json.loads(refused.stdout)["error"]
+    monkeypatch.setenv("NEWSFLOW_ALLOW_PRIVATE_HOSTS", "true")
+    fetched = runner.invoke(app, ["extract", httpserver.url_for("/talks")])
+    assert fetched.exit_code == 0, fetched.output
+    document = json.loads(fetched.stdout)
+    assert document["source"] == httpserver.url_for("/talks")
+    assert [s["heading"] for s in document["sections"]] == [None, "What comes next"]
