@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from sqlalchemy.engine import Engine
 
 from pipeline import feedstore, store
-from pipeline.fetch import Fetcher, FetchError, FetchPolicy
+from pipeline.fetch import FetchError
 from pipeline.fetch.feeds import FeedEntry, poll_feed
-from pipeline.ingest import Batch, Failure, IngestSummary, Progress, ingest_into
+from pipeline.ingest import Batch, Failure, IngestSummary, Progress, ingest_into, open_run
 from pipeline.settings import Settings
 
 
@@ -28,13 +28,10 @@ def ingest_feeds(
     on_document: Progress | None = None,
 ) -> IngestSummary:
     """Poll every feed and ingest its new entries, in one run."""
-    summary = IngestSummary(run_id=store.start_run(engine, trigger=trigger))
-    with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
-        run = Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None))
+    with open_run(settings, engine, trigger=trigger, on_document=on_document) as run:
         for url in feed_urls:
             _ingest_feed(run, url)
-    store.finish_run(engine, summary.run_id, summary.counts())
-    return summary
+    return run.summary
 
 
 def _ingest_feed(run: Batch, url: str) -> None:

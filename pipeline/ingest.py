@@ -8,6 +8,7 @@ An unchanged document (same content hash) is skipped before any parsing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
@@ -89,11 +90,22 @@ def ingest(
     on_document: Progress | None = None,
 ) -> IngestSummary:
     """Ingest every input; one transaction per document, errors recorded per document."""
+    with open_run(settings, engine, trigger=trigger, on_document=on_document) as run:
+        ingest_into(run, inputs)
+    return run.summary
+
+
+@contextmanager
+def open_run(
+    settings: Settings, engine: Engine, *, trigger: str, on_document: Progress | None = None
+) -> Iterator[Batch]:
+    """An ingest run: its row in ``ingest_runs``, one HTTP client, and the counts, closed with the run."""
     summary = IngestSummary(run_id=store.start_run(engine, trigger=trigger))
-    with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
-        ingest_into(Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None)), inputs)
-    store.finish_run(engine, summary.run_id, summary.counts())
-    return summary
+    try:
+        with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
+            yield Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None))
+    finally:
+        store.finish_run(engine, summary.run_id, summary.counts())
 
 
 @dataclass(frozen=True)
