@@ -26,9 +26,10 @@ def ingest_feeds(
     *,
     trigger: str = "cli",
     on_document: Progress | None = None,
+    stage_only: bool = False,
 ) -> IngestSummary:
-    """Poll every feed and ingest its new entries, in one run."""
-    with open_run(settings, engine, trigger=trigger, on_document=on_document) as run:
+    """Poll every feed and ingest its new entries, in one run (only into the raw store with ``stage_only``)."""
+    with open_run(settings, engine, trigger=trigger, on_document=on_document, stage_only=stage_only) as run:
         for url in feed_urls:
             _ingest_feed(run, url)
     return run.summary
@@ -53,8 +54,9 @@ def _ingest_feed(run: Batch, url: str) -> None:
 def _record_loaded(run: Batch, feed: feedstore.FeedState, entries: list[FeedEntry]) -> None:
     for entry in entries:
         article_id = run.summary.articles.get(entry.link)
-        if article_id is not None:
-            feedstore.record_entry(run.engine, feed, entry, article_id)
+        raw_id = run.summary.raw_documents.get(entry.link)
+        if article_id is not None or raw_id is not None:
+            feedstore.record_entry(run.engine, feed, entry, article_id=article_id, raw_document_id=raw_id)
 
 
 def _feed_failure(run: Batch, url: str, reason: str) -> None:

@@ -43,20 +43,25 @@ def unseen(engine: Engine, entries: Iterable[FeedEntry]) -> list[FeedEntry]:
     return [entry for link, entry in by_link.items() if link not in seen]
 
 
-def record_entry(engine: Engine, feed: FeedState, entry: FeedEntry, article_id: int) -> None:
+def record_entry(
+    engine: Engine, feed: FeedState, entry: FeedEntry, *, article_id: int | None, raw_document_id: int | None
+) -> None:
+    """Remember a delivered entry with its article, or with its staged page until that is processed."""
+    values = {
+        "feed": feed.id,
+        "link": entry.link,
+        "entry_id": entry.entry_id,
+        "title": entry.title,
+        "article": article_id,
+        "raw": raw_document_id,
+    }
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO feed_entries (feed_id, link, entry_id, title, article_id) "
-                "VALUES (:feed, :link, :entry_id, :title, :article) ON CONFLICT (feed_id, link) DO NOTHING"
+                "INSERT INTO feed_entries (feed_id, link, entry_id, title, article_id, raw_document_id) "
+                "VALUES (:feed, :link, :entry_id, :title, :article, :raw) ON CONFLICT (feed_id, link) DO NOTHING"
             ),
-            {
-                "feed": feed.id,
-                "link": entry.link,
-                "entry_id": entry.entry_id,
-                "title": entry.title,
-                "article": article_id,
-            },
+            values,
         )
 
 

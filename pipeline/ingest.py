@@ -51,8 +51,10 @@ class IngestSummary:
     sections: int = 0
     entities: int = 0
     quotes: int = 0
+    staged: int = 0
     failures: list[Failure] = field(default_factory=list)
     articles: dict[str, int] = field(default_factory=dict)  # input (path or URL) → article id
+    raw_documents: dict[str, int] = field(default_factory=dict)  # input → staged raw document id
 
     @property
     def failed(self) -> int:
@@ -65,6 +67,10 @@ class IngestSummary:
             "unchanged": self.unchanged,
             "failed": self.failed,
         }
+
+    def extra(self) -> dict[str, int]:
+        """The counts an Airflow asset event carries."""
+        return {**self.counts(), "staged": self.staged, "sections": self.sections, "quotes": self.quotes}
 
 
 def extractor_version(settings: Settings) -> str:
@@ -97,13 +103,20 @@ def ingest(
 
 @contextmanager
 def open_run(
-    settings: Settings, engine: Engine, *, trigger: str, on_document: Progress | None = None
+    settings: Settings,
+    engine: Engine,
+    *,
+    trigger: str,
+    on_document: Progress | None = None,
+    stage_only: bool = False,
 ) -> Iterator[Batch]:
-    """An ingest run: its row in ``ingest_runs``, one HTTP client, and the counts, closed with the run."""
+    """An ingest run: its row in ``ingest_runs``, one HTTP client, and the counts, closed with the run.
+
+    With ``stage_only`` the run fetches documents into the raw store and leaves them for ``process_pending``."""
     summary = IngestSummary(run_id=store.start_run(engine, trigger=trigger))
     try:
         with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
-            yield Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None))
+            yield Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None), stage_only)
     finally:
         store.finish_run(engine, summary.run_id, summary.counts())
 
@@ -117,12 +130,36 @@ class Batch:
     fetcher: Fetcher
     summary: IngestSummary
     on_document: Progress
+    stage_only: bool = False
 
 
 def ingest_into(run: Batch, inputs: Iterable[str]) -> None:
     """Ingest inputs into a run that is already open (the CLI's and the feeds' shared loop)."""
     for batch in _batches(inputs, BATCH_SIZE):
-        _ingest_batch(run, batch)
+        if run.stage_only:
+            for value in batch:
+                _stage(run, value)
+        else:
+            _ingest_batch(run, batch)
+
+
+def _stage(run: Batch, value: str) -> None:
+    """Fetch or read one input into the raw store, unless exactly this version is already there."""
+    run.summary.seen += 1
+    try:
+        raw = read_input(value, run.fetcher)
+    except (SourceError, FetchError) as error:
+        stage = "fetch" if isinstance(error, FetchError) else "read"
+        _fail(run.engine, run.summary, Failure(value, stage, str(error)))
+        return
+    finally:
+        run.on_document(value)
+    raw_id = store.stage_raw(run.engine, raw, run_id=run.summary.run_id)
+    if raw_id is None:
+        run.summary.unchanged += 1
+    else:
+        run.summary.staged += 1
+        run.summary.raw_documents[value] = raw_id
 
 
 def _ingest_batch(run: Batch, batch: list[str]) -> None:
@@ -171,11 +208,22 @@ def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
     return raw, lay_out(raw.source, extracted, plain_text=raw.media_type == "text/plain")
 
 
-def _load(run: Batch, value: str, raw: RawDocument, document: Document) -> None:
+def load_batch(run: Batch, documents: list[tuple[str, RawDocument, Document]], *, force: bool = False) -> None:
+    """Load processed documents, each in its own transaction; a failure is recorded and the rest go on."""
+    for value, raw, document in documents:
+        _load(run, value, raw, document, force=force)
+
+
+def _load(run: Batch, value: str, raw: RawDocument, document: Document, *, force: bool = False) -> None:
     summary = run.summary
     try:
         result = store.load_document(
-            run.engine, raw, document, run_id=summary.run_id, extractor_version=extractor_version(run.settings)
+            run.engine,
+            raw,
+            document,
+            run_id=summary.run_id,
+            extractor_version=extractor_version(run.settings),
+            force=force,
         )
     except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
         _fail(run.engine, summary, Failure(raw.source, "load", f"{type(error).__name__}: {error}".splitlines()[0]))

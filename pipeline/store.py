@@ -69,13 +69,15 @@ def find_unchanged(engine: Engine, raw: RawDocument) -> int | None:
 
 
 def load_document(
-    engine: Engine, raw: RawDocument, document: Document, *, run_id: int, extractor_version: str
+    engine: Engine, raw: RawDocument, document: Document, *, run_id: int, extractor_version: str, force: bool = False
 ) -> LoadResult:
-    """Store the raw bytes, then insert or replace the article and all its facts atomically."""
+    """Store the raw bytes, then insert or replace the article and all its facts atomically.
+
+    ``force`` replaces the facts even when the content is unchanged (re-deriving after an extractor upgrade)."""
     with engine.begin() as conn:
         raw_id = _store_raw(conn, raw, run_id)
         values = _article_values(raw, document, raw_id=raw_id, run_id=run_id, extractor_version=extractor_version)
-        article_id, status = _claim_article(conn, values)
+        article_id, status = _claim_article(conn, values, force=force)
         if status != "unchanged":
             _insert_facts(conn, article_id, document)
     return LoadResult(status=status, article_id=article_id)
@@ -85,23 +87,16 @@ def _store_raw(conn: Connection, raw: RawDocument, run_id: int) -> int:
     row = conn.execute(
         sa.text(
             "INSERT INTO raw_documents (source, content_sha256, media_type, metadata, body_gzip, byte_size, "
-            "ingest_run_id) VALUES (:source, :sha, :media, CAST(:meta AS jsonb), :body, :size, :run) "
-            "ON CONFLICT (source, content_sha256) DO UPDATE SET media_type = EXCLUDED.media_type RETURNING id"
+            "ingest_run_id, processed_at) VALUES (:source, :sha, :media, CAST(:meta AS jsonb), :body, :size, :run, "
+            "now()) ON CONFLICT (source, content_sha256) DO UPDATE SET processed_at = now(), process_error = NULL "
+            "RETURNING id"
         ),
-        {
-            "source": raw.source,
-            "sha": raw.content_sha256,
-            "media": raw.media_type,
-            "meta": _json(dict(raw.metadata)),
-            "body": gzip.compress(raw.body, 6),
-            "size": len(raw.body),
-            "run": run_id,
-        },
+        _raw_values(raw, run_id),
     ).one()
     return int(row.id)
 
 
-def _claim_article(conn: Connection, values: dict[str, Any]) -> tuple[int, LoadStatus]:
+def _claim_article(conn: Connection, values: dict[str, Any], *, force: bool = False) -> tuple[int, LoadStatus]:
     """Insert the article, or lock and update it when its content changed."""
     inserted = conn.scalar(
         sa.text(
@@ -117,7 +112,7 @@ def _claim_article(conn: Connection, values: dict[str, Any]) -> tuple[int, LoadS
     current = conn.execute(
         sa.text("SELECT id, content_hash FROM articles WHERE source = :source FOR UPDATE"), values
     ).one()
-    if current.content_hash == values["content_hash"]:
+    if current.content_hash == values["content_hash"] and not force:
         return int(current.id), "unchanged"
     conn.execute(
         sa.text(
@@ -253,3 +248,70 @@ def _first_day(value: str) -> str:
 
 def _json(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def stage_raw(engine: Engine, raw: RawDocument, *, run_id: int) -> int | None:
+    """Keep a fetched document for the processing stage; None when this exact version is already stored."""
+    with engine.begin() as conn:
+        staged = conn.scalar(
+            sa.text(
+                "INSERT INTO raw_documents (source, content_sha256, media_type, metadata, body_gzip, byte_size, "
+                "ingest_run_id) VALUES (:source, :sha, :media, CAST(:meta AS jsonb), :body, :size, :run) "
+                "ON CONFLICT (source, content_sha256) DO NOTHING RETURNING id"
+            ),
+            _raw_values(raw, run_id),
+        )
+    return int(staged) if staged is not None else None
+
+
+def _raw_values(raw: RawDocument, run_id: int) -> dict[str, Any]:
+    return {
+        "source": raw.source,
+        "sha": raw.content_sha256,
+        "media": raw.media_type,
+        "meta": _json(dict(raw.metadata)),
+        "body": gzip.compress(raw.body, 6),
+        "size": len(raw.body),
+        "run": run_id,
+    }
+
+
+def pending_raw(engine: Engine, *, limit: int) -> list[tuple[int, RawDocument]]:
+    """Staged documents waiting to be processed, oldest first."""
+    query = (
+        "SELECT id, source, media_type, metadata, body_gzip FROM raw_documents "
+        "WHERE processed_at IS NULL ORDER BY id LIMIT :limit"
+    )
+    return _raw_rows(engine, query, {"limit": limit})
+
+
+def stored_raw(engine: Engine, *, sources: list[str] | None) -> list[tuple[int, RawDocument]]:
+    """The raw version behind each article (all of them, or those with the given sources)."""
+    query = (
+        "SELECT r.id, r.source, r.media_type, r.metadata, r.body_gzip FROM articles a "
+        "JOIN raw_documents r ON r.id = a.raw_document_id WHERE :all OR a.source = ANY(:sources) ORDER BY a.id"
+    )
+    return _raw_rows(engine, query, {"all": sources is None, "sources": sources or []})
+
+
+def _raw_rows(engine: Engine, query: str, params: Mapping[str, Any]) -> list[tuple[int, RawDocument]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(query), dict(params)).all()
+    return [
+        (int(row.id), RawDocument(row.source, gzip.decompress(row.body_gzip), row.media_type, dict(row.metadata)))
+        for row in rows
+    ]
+
+
+def mark_processed(engine: Engine, raw_id: int, *, article_id: int | None, error: str | None = None) -> None:
+    """Close a staged document: processed (linking its feed entries to the article) or failed with a reason."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE raw_documents SET processed_at = now(), process_error = :error WHERE id = :id"),
+            {"id": raw_id, "error": error},
+        )
+        if article_id is not None:
+            conn.execute(
+                sa.text("UPDATE feed_entries SET article_id = :article WHERE raw_document_id = :id"),
+                {"id": raw_id, "article": article_id},
+            )

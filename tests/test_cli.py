@@ -116,7 +116,7 @@ def test_ingest_a_local_feed_then_nothing_new(
         monkeypatch.setenv(name, value)
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/talks").respond_with_data(article(), content_type="text/html")
-    item = f'<item><link>{httpserver.url_for("/talks")}</link></item>'
+    item = f"<item><link>{httpserver.url_for('/talks')}</link></item>"
     feed = f'<rss version="2.0"><channel><title>t</title>{item}</channel></rss>'
     httpserver.expect_request("/feed.xml").respond_with_data(feed, content_type="application/rss+xml")
     first = runner.invoke(app, ["ingest", "--feed", httpserver.url_for("/feed.xml")])

@@ -1,0 +1,78 @@
+"""The two stages of scheduled ingestion, and re-deriving facts from stored pages.
+
+``news_daily`` fetches into the raw store (``feeding.ingest_feeds(stage_only=True)``);
+``process_pending`` then turns staged documents into articles, sections and
+facts, in batches through one ``nlp.pipe`` pass each. ``reprocess`` re-derives
+the facts of stored articles from their raw bytes after an extractor upgrade,
+without fetching anything.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from pipeline import store
+from pipeline.extract import ExtractError, extract
+from pipeline.facts.gazetteer import load_known_people
+from pipeline.ingest import BATCH_SIZE, Batch, Failure, IngestSummary, load_batch, open_run
+from pipeline.models import RawDocument
+from pipeline.nlp import load_model
+from pipeline.process import FactsError, Laid, lay_out, process_batch
+from pipeline.settings import Settings
+
+DEFAULT_LIMIT = 1000
+
+
+def process_pending(
+    settings: Settings, engine: Engine, *, limit: int = DEFAULT_LIMIT, trigger: str = "process"
+) -> IngestSummary:
+    """Process up to ``limit`` staged documents, oldest first; each failure is recorded and closes its document."""
+    with open_run(settings, engine, trigger=trigger) as run:
+        while run.summary.seen < limit:
+            pending = store.pending_raw(engine, limit=min(BATCH_SIZE, limit - run.summary.seen))
+            if not pending:
+                break
+            _process(run, pending, force=False)
+    return run.summary
+
+
+def reprocess(
+    settings: Settings, engine: Engine, *, sources: list[str] | None = None, trigger: str = "reprocess"
+) -> IngestSummary:
+    """Re-derive the facts of stored articles (all, or those sources) from their raw bytes."""
+    stored = store.stored_raw(engine, sources=sources)
+    with open_run(settings, engine, trigger=trigger) as run:
+        for start in range(0, len(stored), BATCH_SIZE):
+            _process(run, stored[start : start + BATCH_SIZE], force=True)
+    return run.summary
+
+
+def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: bool) -> None:
+    laid: list[tuple[int, RawDocument, Laid]] = []
+    for raw_id, raw in documents:
+        run.summary.seen += 1
+        try:
+            laid.append((raw_id, raw, lay_out(raw.source, extract(raw), plain_text=raw.media_type == "text/plain")))
+        except ExtractError as error:
+            _close_failed(run, raw_id, Failure(raw.source, "extract", str(error)))
+    if not laid:
+        return
+    nlp = load_model(run.settings.spacy_model)
+    people = load_known_people(run.settings.people_path)
+    results = process_batch(nlp, (item for _, _, item in laid), known_people=people)
+    for (raw_id, raw, _), document in zip(laid, results, strict=True):
+        if isinstance(document, FactsError):
+            _close_failed(run, raw_id, Failure(raw.source, "facts", str(document)))
+            continue
+        load_batch(run, [(raw.source, raw, document)], force=force)
+        article_id = run.summary.articles.get(raw.source)
+        error = None if article_id is not None else "load failed (see ingest_errors)"
+        store.mark_processed(run.engine, raw_id, article_id=article_id, error=error)
+
+
+def _close_failed(run: Batch, raw_id: int, failure: Failure) -> None:
+    run.summary.failures.append(failure)
+    store.record_error(
+        run.engine, run_id=run.summary.run_id, source=failure.source, stage=failure.stage, error=failure.error
+    )
+    store.mark_processed(run.engine, raw_id, article_id=None, error=f"{failure.stage}: {failure.error}")
