@@ -34,7 +34,7 @@ bench: install
 	$(BIN)/python -m pipeline.benchmark facts
 
 lint: install
-	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff check pipeline tests dags
 	$(BIN)/mypy
 
 lock: install

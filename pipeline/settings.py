@@ -34,6 +34,7 @@ class Settings:
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_host_interval: float = 1.0
     fetch_attempts: int = 4
+    inbox_path: Path | None = None
 
     @property
     def sql_dir(self) -> Path:
@@ -42,6 +43,11 @@ class Settings:
     @property
     def seeds_dir(self) -> Path:
         return self.project_root / "seeds"
+
+    @property
+    def inbox_dir(self) -> Path:
+        """Where producers drop documents for the news_events DAG."""
+        return self.inbox_path or self.data_dir / "inbox"
 
     @property
     def embedded_pgdata(self) -> Path:
@@ -65,4 +71,5 @@ class Settings:
             fetch_max_bytes=int(env.get("NEWSFLOW_FETCH_MAX_BYTES") or 10 * 1024 * 1024),
             fetch_host_interval=float(env.get("NEWSFLOW_FETCH_HOST_INTERVAL") or 1.0),
             fetch_attempts=int(env.get("NEWSFLOW_FETCH_ATTEMPTS") or 4),
+            inbox_path=Path(inbox) if (inbox := env.get("NEWSFLOW_INBOX")) else None,
         )

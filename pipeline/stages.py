@@ -66,8 +66,8 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
             continue
         load_batch(run, [(raw.source, raw, document)], force=force)
         article_id = run.summary.articles.get(raw.source)
-        error = None if article_id is not None else "load failed (see ingest_errors)"
-        store.mark_processed(run.engine, raw_id, article_id=article_id, error=error)
+        problem = None if article_id is not None else "load failed (see ingest_errors)"
+        store.mark_processed(run.engine, raw_id, article_id=article_id, error=problem)
 
 
 def _close_failed(run: Batch, raw_id: int, failure: Failure) -> None:

@@ -1,0 +1,64 @@
+"""
+### news_events
+
+Event-driven intake. Producers drop documents (`.txt`, `.md`, `.html`, `.html.gz`, with optional
+`NAME.meta.yaml` sidecars) or URL lists (`.urls`, one URL per line) into the inbox (`NEWSFLOW_INBOX`,
+default `.newsflow/inbox`), then ring the doorbell by creating the file `.ring` in it. An `AssetWatcher`
+in the triggerer sees the doorbell, deletes it and updates the `newsflow_inbox` asset; this DAG then
+ingests everything in the inbox and moves each file to `processed/` or `failed/`.
+
+The inbox is durable: files and the doorbell wait on disk while Airflow is down and are taken up when
+it comes back; several rings before a run collapse into one run that drains the whole inbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.providers.standard.triggers.file import FileDeleteTrigger
+from airflow.sdk import Asset, AssetWatcher, BaseHook, Metadata, dag, task
+
+from pipeline.settings import Settings
+
+FACTS = Asset("newsflow_facts", uri="newsflow://facts")
+DOORBELL = Settings.from_env().inbox_dir / ".ring"
+INBOX = Asset(
+    "newsflow_inbox",
+    uri="newsflow://inbox",
+    watchers=[
+        AssetWatcher(name="newsflow_inbox_doorbell", trigger=FileDeleteTrigger(filepath=str(DOORBELL), poke_interval=5))
+    ],
+)
+
+
+def _settings() -> Any:
+    """Pipeline settings, with the ``newsflow_db`` connection's URL when that connection is set."""
+    from pipeline.jobs import settings_for
+
+    return settings_for(lambda: BaseHook.get_connection("newsflow_db").get_uri())
+
+
+@dag(
+    dag_id="news_events",
+    schedule=[INBOX],
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["newsflow", "ingest", "events"],
+)
+def news_events() -> None:
+    @task(outlets=[FACTS])
+    def drain_inbox() -> Any:
+        """Ingest every file and URL list in the inbox, then move each to processed/ or failed/."""
+        from pipeline.jobs import drain_inbox as drain
+
+        settings = _settings()
+        counts = drain(settings, settings.inbox_dir, trigger="news_events")
+        yield Metadata(FACTS, extra=counts)
+
+    drain_inbox()
+
+
+news_events()

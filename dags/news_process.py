@@ -1,0 +1,60 @@
+"""
+### news_process
+
+Wakes up when **news_daily** (or anything else) publishes the `newsflow_raw_documents` asset, and turns the
+documents waiting in the raw store into articles, sections and facts, in batches through one spaCy pass each.
+It logs the asset events that woke it and publishes the `newsflow_facts` asset with the counts.
+
+A document that fails to extract or load is recorded in `ingest_errors` and closed; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, BaseHook, Metadata, dag, task
+
+RAW_DOCUMENTS = Asset("newsflow_raw_documents", uri="newsflow://raw_documents")
+FACTS = Asset("newsflow_facts", uri="newsflow://facts")
+
+
+def _settings() -> Any:
+    """Pipeline settings, with the ``newsflow_db`` connection's URL when that connection is set."""
+    from pipeline.jobs import settings_for
+
+    return settings_for(lambda: BaseHook.get_connection("newsflow_db").get_uri())
+
+
+PROCESS_LIMIT = 5000
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="news_process",
+    schedule=[RAW_DOCUMENTS],
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["newsflow", "facts"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+)
+def news_process() -> None:
+    @task(outlets=[FACTS])
+    def process_pending_documents(triggering_asset_events: Any = None) -> Any:
+        """Turn staged documents into articles, sections and facts; publish the counts."""
+        from pipeline.jobs import process
+
+        for asset, events in (triggering_asset_events or {}).items():
+            for event in events:
+                log.info("woken by %s: %s", getattr(asset, "name", asset), event.extra)
+        counts = process(_settings(), limit=PROCESS_LIMIT, trigger="news_process")
+        log.info("processed: %s", counts)
+        yield Metadata(FACTS, extra=counts)
+
+    process_pending_documents()
+
+
+news_process()
