@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint eval bench lock clean-db
+.PHONY: install demo test lint eval bench airflow lock clean-db
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3.11-venv'"; exit 1; }
@@ -32,6 +32,17 @@ eval: install
 bench: install
 	$(BIN)/python -m pipeline.benchmark extraction
 	$(BIN)/python -m pipeline.benchmark facts
+
+# Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/;
+# news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.
+AIRFLOW_HOME ?= $(CURDIR)/.newsflow/airflow
+AIRFLOW_PORT ?= 8080
+airflow: install
+	@mkdir -p "$(AIRFLOW_HOME)"
+	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(AIRFLOW_HOME)" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__PORT=$(AIRFLOW_PORT) NEWSFLOW_HOME="$(CURDIR)" \
+	$(BIN)/airflow standalone
 
 lint: install
 	$(BIN)/ruff check pipeline tests dags
