@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint eval bench airflow lock clean-db
+.PHONY: install demo test lint eval bench airflow chromium lock clean-db
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3.11-venv'"; exit 1; }
@@ -21,8 +21,15 @@ demo: install
 	$(BIN)/newsflow db migrate
 	$(BIN)/newsflow ingest seeds/
 
-test: install lint
+test: install lint chromium
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's Chromium; install it where we may (root with apt), else it is skipped.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	echo "no Chromium here: the browser test will be skipped (apt-get install chromium)"
 
 # Scores extraction against tests/gold (precision, recall, F1 per metric); fails below the targets.
 eval: install
