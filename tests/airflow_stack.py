@@ -16,9 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_httpserver import HTTPServer
+
 from .conftest import ROOT
+from .test_feeds import rss
+from .test_fetch import article
 
 BIN = Path(sys.executable).parent
+
+
+def local_feed(server: HTTPServer, tmp_path: Path) -> Path:
+    server.expect_request("/robots.txt").respond_with_data("", status=404)
+    server.expect_request("/talks").respond_with_data(article(), content_type="text/html")
+    server.expect_request("/feed.xml").respond_with_data(
+        rss(server.url_for("/talks")), content_type="application/rss+xml"
+    )
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(server.url_for("/feed.xml") + "\n", encoding="utf-8")
+    return feeds
 
 
 def free_port() -> int:

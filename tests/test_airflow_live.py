@@ -18,25 +18,12 @@ import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import make_url
 
-from .airflow_stack import airflow_env, free_port, running_airflow
+from .airflow_stack import airflow_env, free_port, local_feed, running_airflow
 from .conftest import ROOT
-from .test_feeds import rss
-from .test_fetch import article
 
 REDIS = ("127.0.0.1", 6379)
 SCREENSHOT = ROOT / "docs" / "images" / "news_daily_grid.png"
 pytestmark = pytest.mark.postgres
-
-
-def local_feed(server: HTTPServer, tmp_path: Path) -> Path:
-    server.expect_request("/robots.txt").respond_with_data("", status=404)
-    server.expect_request("/talks").respond_with_data(article(), content_type="text/html")
-    server.expect_request("/feed.xml").respond_with_data(
-        rss(server.url_for("/talks")), content_type="application/rss+xml"
-    )
-    feeds = tmp_path / "feeds.txt"
-    feeds.write_text(server.url_for("/feed.xml") + "\n", encoding="utf-8")
-    return feeds
 
 
 def redis_reachable() -> bool:

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 
+from .airflow_stack import local_feed
 from .conftest import ROOT
-from .test_feeds import rss
 from .test_fetch import article
 
 DAGS = ROOT / "dags"
@@ -85,13 +85,7 @@ def test_dags_import_cleanly_with_docs_and_tags(tmp_path: Path) -> None:
 def test_news_daily_then_news_process_load_a_local_feed(
     tmp_path: Path, httpserver: HTTPServer, migrated_url: str, engine: sa.Engine
 ) -> None:
-    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
-    httpserver.expect_request("/talks").respond_with_data(article(), content_type="text/html")
-    httpserver.expect_request("/feed.xml").respond_with_data(
-        rss(httpserver.url_for("/talks")), content_type="application/rss+xml"
-    )
-    feeds = tmp_path / "feeds.txt"
-    feeds.write_text(httpserver.url_for("/feed.xml") + "\n", encoding="utf-8")
+    feeds = local_feed(httpserver, tmp_path)
     env = airflow_env(
         tmp_path,
         NEWSFLOW_DATABASE_URL=migrated_url,
