@@ -77,8 +77,8 @@ def _create_database_if_missing(admin_url: str, name: str) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """An engine that checks connections before use (the server may restart)."""
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    """An engine on psycopg2 that checks connections before use (the server may restart)."""
+    return sa.create_engine(normalise_url(url), pool_pre_ping=True, pool_size=2, max_overflow=2)
 
 
 def check_connection(engine: Engine) -> None:

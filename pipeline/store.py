@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from psycopg2.extras import execute_values
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.facts.names import name_key
@@ -147,29 +148,51 @@ def _article_values(
     }
 
 
-INSERTS = {
-    "entity_mentions": "INSERT INTO entity_mentions (article_id, section_id, entity_id, start_offset, end_offset, "
-    "mention) VALUES (:a, :s, :entity_id, :start, :end, :text) ON CONFLICT DO NOTHING",
-    "quotes": "INSERT INTO quotes (article_id, section_id, kind, quote, start_offset, end_offset, speaker, "
-    "speaker_entity_id, speaker_text, cue) VALUES (:a, :s, :kind, :text, :start, :end, :speaker, :speaker_id, "
-    ":speaker_text, :cue) ON CONFLICT DO NOTHING",
-    "dates": "INSERT INTO dates (article_id, section_id, mention, start_offset, end_offset, value, granularity, "
-    "value_start) VALUES (:a, :s, :text, :start, :end, :value, :granularity, CAST(:value_start AS date)) "
-    "ON CONFLICT DO NOTHING",
-    "quantities": "INSERT INTO quantities (article_id, section_id, mention, start_offset, end_offset, value, unit, "
-    "noun) VALUES (:a, :s, :text, :start, :end, :value, :unit, :noun) ON CONFLICT DO NOTHING",
-    "claims": "INSERT INTO claims (article_id, section_id, actor, actor_entity_id, predicate, object, start_offset, "
-    "end_offset) VALUES (:a, :s, :actor, :actor_id, :predicate, :object, :start, :end) ON CONFLICT DO NOTHING",
+# Each fact table's columns, in the order the rows of ``_fact_rows`` are turned into tuples.
+FACT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "entity_mentions": ("article_id", "section_id", "entity_id", "start_offset", "end_offset", "mention"),
+    "quotes": (
+        "article_id", "section_id", "kind", "quote", "start_offset", "end_offset", "speaker",
+        "speaker_entity_id", "speaker_text", "cue",
+    ),
+    "dates": (
+        "article_id", "section_id", "mention", "start_offset", "end_offset", "value", "granularity", "value_start",
+    ),
+    "quantities": ("article_id", "section_id", "mention", "start_offset", "end_offset", "value", "unit", "noun"),
+    "claims": (
+        "article_id", "section_id", "actor", "actor_entity_id", "predicate", "object", "start_offset", "end_offset",
+    ),
+}  # fmt: skip
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "entity_mentions": ("entity_id", "start", "end", "text"),
+    "quotes": ("kind", "text", "start", "end", "speaker", "speaker_id", "speaker_text", "cue"),
+    "dates": ("text", "start", "end", "value", "granularity", "value_start"),
+    "quantities": ("text", "start", "end", "value", "unit", "noun"),
+    "claims": ("actor", "actor_id", "predicate", "object", "start", "end"),
 }
+PAGE_SIZE = 1000
 
 
 def _insert_facts(conn: Connection, article_id: int, document: Document) -> None:
+    """Sections, entities and every fact table, each in one multi-row statement (``execute_values``)."""
     section_ids = _insert_sections(conn, article_id, document)
     entity_ids = _upsert_entities(conn, document)
     for table, rows in _fact_rows(document, entity_ids).items():
-        batch = [{**row, "a": article_id, "s": section_ids[row.pop("section")]} for row in rows]
-        if batch:
-            conn.execute(sa.text(INSERTS[table]), batch)
+        values = [(article_id, section_ids[row["section"]], *(row[k] for k in ROW_KEYS[table])) for row in rows]
+        columns = ", ".join(FACT_COLUMNS[table])
+        _values(conn, f"INSERT INTO {table} ({columns}) VALUES %s ON CONFLICT DO NOTHING", values)
+
+
+def _values(conn: Connection, statement: str, rows: list[tuple[Any, ...]], *, fetch: bool = False) -> list[Any]:
+    """Many rows in one statement through psycopg2's ``execute_values``, inside the open transaction."""
+    if not rows:
+        return []
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        found = execute_values(cursor, statement, rows, page_size=PAGE_SIZE, fetch=fetch)
+    finally:
+        cursor.close()
+    return list(found or [])
 
 
 def _fact_rows(document: Document, entity_ids: Mapping[tuple[str, str], int]) -> dict[str, list[dict[str, Any]]]:
@@ -198,42 +221,26 @@ def _fact_rows(document: Document, entity_ids: Mapping[tuple[str, str], int]) ->
 
 
 def _insert_sections(conn: Connection, article_id: int, document: Document) -> dict[int, int]:
-    ids: dict[int, int] = {}
-    for section in document.sections:
-        ids[section.position] = int(
-            conn.scalar(
-                sa.text(
-                    "INSERT INTO sections (article_id, position, heading, start_offset, end_offset, body) "
-                    "VALUES (:a, :p, :h, :s, :e, :b) RETURNING id"
-                ),
-                {
-                    "a": article_id,
-                    "p": section.position,
-                    "h": section.heading,
-                    "s": section.start,
-                    "e": section.end,
-                    "b": document.text[section.start : section.end],
-                },
-            )
-        )
-    return ids
+    rows = [
+        (article_id, sec.position, sec.heading, sec.start, sec.end, document.text[sec.start : sec.end])
+        for sec in document.sections
+    ]
+    statement = (
+        "INSERT INTO sections (article_id, position, heading, start_offset, end_offset, body) VALUES %s "
+        "RETURNING position, id"
+    )
+    return {int(position): int(ident) for position, ident in _values(conn, statement, rows, fetch=True)}
 
 
 def _upsert_entities(conn: Connection, document: Document) -> dict[tuple[str, str], int]:
     """Entity ids by (key, type), upserted in key order so concurrent loads lock in one order."""
     wanted = sorted({(name_key(e.name), e.type): e.name for e in document.facts.entities}.items())
-    ids: dict[tuple[str, str], int] = {}
-    for (key, kind), name in wanted:
-        ids[(key, kind)] = int(
-            conn.scalar(
-                sa.text(
-                    "INSERT INTO entities (key, type, name) VALUES (:k, :t, :n) "
-                    "ON CONFLICT (key, type) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-                ),
-                {"k": key, "t": kind, "n": name},
-            )
-        )
-    return ids
+    statement = (
+        "INSERT INTO entities (key, type, name) VALUES %s "
+        "ON CONFLICT (key, type) DO UPDATE SET key = EXCLUDED.key RETURNING key, type, id"
+    )
+    found = _values(conn, statement, [(key, kind, name) for (key, kind), name in wanted], fetch=True)
+    return {(key, kind): int(ident) for key, kind, ident in found}
 
 
 def _any_entity(entity_ids: Mapping[tuple[str, str], int], name: str) -> int | None:
