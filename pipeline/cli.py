@@ -10,6 +10,7 @@ import json
 import sys
 from datetime import date
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,7 @@ from pipeline.feeding import ingest_feeds
 from pipeline.fetch.feeds import FeedListError, read_feed_list
 from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
 from pipeline.migrate import apply_migrations
+from pipeline.parallel import ingest_parallel
 from pipeline.settings import Settings
 from pipeline.sources import expand_inputs
 
@@ -57,6 +59,9 @@ def ingest_command(
     inputs: Annotated[list[str] | None, typer.Argument(help="Files, directories or URLs; default: seeds/.")] = None,
     feed: Annotated[list[str] | None, typer.Option("--feed", help="An RSS/Atom feed URL (repeatable).")] = None,
     feeds: Annotated[bool, typer.Option("--feeds", help="Poll every feed in the feed list (NEWSFLOW_FEEDS).")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes for files and pages (one model each).")
+    ] = 1,
 ) -> None:
     """Load documents into Postgres: one transaction per document, idempotent."""
     settings = Settings.from_env()
@@ -70,7 +75,11 @@ def ingest_command(
             summaries.append(ingest_feeds(settings, engine, feed_urls, on_document=lambda _s: progress.advance(task)))
         if sources:
             task = progress.add_task("ingesting", total=len(sources))
-            summaries.append(ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task)))
+            if workers > 1:
+                advance = partial(progress.advance, task)
+                summaries.append(ingest_parallel(settings, engine, sources, workers=workers, on_batch=advance))
+            else:
+                summaries.append(ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task)))
     for summary in summaries:
         _print_summary(summary)
     console.print(f"Look at the data: {psql_command(database_url(settings))}", soft_wrap=True, highlight=False)

@@ -68,6 +68,14 @@ class IngestSummary:
             "failed": self.failed,
         }
 
+    def merge(self, other: IngestSummary) -> None:
+        """Add another summary of the same run (a parallel worker's) to this one."""
+        for name in ("seen", "loaded", "replaced", "unchanged", "sections", "entities", "quotes", "staged"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.extend(other.failures)
+        self.articles.update(other.articles)
+        self.raw_documents.update(other.raw_documents)
+
     def extra(self) -> dict[str, int]:
         """The counts an Airflow asset event carries."""
         return {**self.counts(), "staged": self.staged, "sections": self.sections, "quotes": self.quotes}
@@ -115,10 +123,24 @@ def open_run(
     With ``stage_only`` the run fetches documents into the raw store and leaves them for ``process_pending``."""
     summary = IngestSummary(run_id=store.start_run(engine, trigger=trigger))
     try:
-        with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
-            yield Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None), stage_only)
+        with join_run(settings, engine, summary, on_document=on_document, stage_only=stage_only) as run:
+            yield run
     finally:
         store.finish_run(engine, summary.run_id, summary.counts())
+
+
+@contextmanager
+def join_run(
+    settings: Settings,
+    engine: Engine,
+    summary: IngestSummary,
+    *,
+    on_document: Progress | None = None,
+    stage_only: bool = False,
+) -> Iterator[Batch]:
+    """Work inside a run another process opened (a parallel worker): its own HTTP client, the shared run id."""
+    with Fetcher(FetchPolicy.from_settings(settings)) as fetcher:
+        yield Batch(settings, engine, fetcher, summary, on_document or (lambda _source: None), stage_only)
 
 
 @dataclass(frozen=True)
@@ -135,7 +157,7 @@ class Batch:
 
 def ingest_into(run: Batch, inputs: Iterable[str]) -> None:
     """Ingest inputs into a run that is already open (the CLI's and the feeds' shared loop)."""
-    for batch in _batches(inputs, BATCH_SIZE):
+    for batch in batches(inputs, BATCH_SIZE):
         if run.stage_only:
             for value in batch:
                 _stage(run, value)
@@ -257,7 +279,7 @@ def extract_documents(
 def _extract_documents(
     settings: Settings, fetcher: Fetcher, inputs: Iterable[str], *, anchor: date | None
 ) -> Iterator[Document | Failure]:
-    for batch in _batches(expand_inputs(list(inputs)), BATCH_SIZE):
+    for batch in batches(expand_inputs(list(inputs)), BATCH_SIZE):
         prepared: list[Laid | Failure] = [_extract_one(value, fetcher) for value in batch]
         laid = [item for item in prepared if isinstance(item, Laid)]
         people = load_known_people(settings.people_path)
@@ -283,7 +305,7 @@ def _extract_one(value: str, fetcher: Fetcher) -> Laid | Failure:
         return Failure(value, "extract", str(error))
 
 
-def _batches(values: Iterable[str], size: int) -> Iterator[list[str]]:
+def batches(values: Iterable[str], size: int) -> Iterator[list[str]]:
     iterator = iter(values)
     while batch := list(islice(iterator, size)):
         yield batch
