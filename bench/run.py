@@ -1,0 +1,347 @@
+"""Throughput, memory and re-run cost of the whole pipeline against the floors of its stages (``make bench``).
+
+Corpus: the 181 pages of ../shared/data/article-extraction-benchmark plus the seed, scaled xN with each copy
+made unique (a comment with its copy number, so every copy is a new document). Prints a table, writes
+bench/results.json, appends a dated row to docs/benchmarks.md and redraws docs/images/benchmark.png.
+
+Usage: python bench/run.py [--scales 1,4,16] [--workers 2] [--database-url URL]
+Without --database-url, the local server at 127.0.0.1:5432 is used when it answers, else the embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import trafilatura
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import ingest as ingest_module  # noqa: E402
+from pipeline import store  # noqa: E402
+from pipeline.database import create_engine, embedded_database_url  # noqa: E402
+from pipeline.extract import extract  # noqa: E402
+from pipeline.ingest import ingest  # noqa: E402
+from pipeline.migrate import apply_migrations  # noqa: E402
+from pipeline.nlp import load_model  # noqa: E402
+from pipeline.parallel import ingest_parallel  # noqa: E402
+from pipeline.process import NLP_BATCH_SIZE, lay_out  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.sources import read_file  # noqa: E402
+
+PAGES = ROOT.parent / "shared" / "data" / "article-extraction-benchmark" / "html"
+SEED = ROOT / "seeds" / "000_1bc6a02370071b09.txt"
+RESULTS = ROOT / "bench" / "results.json"
+REPORT = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "images" / "benchmark.png"
+FACT_TABLES = ("entity_mentions", "quotes", "dates", "quantities", "claims")
+TARGETS = {
+    "end_to_end_vs_floors": 0.8,
+    "workers_speedup": 1.6,
+    "reingest_speedup": 20.0,
+    "load_vs_copy": 0.5,
+}
+
+
+def build_corpus(scale: int, folder: Path) -> list[Path]:
+    """The pages and the seed, ``scale`` times, each copy unique by a comment carrying its number."""
+    folder.mkdir(parents=True, exist_ok=True)
+    originals = sorted(PAGES.glob("*.html.gz"))
+    paths: list[Path] = []
+    for copy in range(scale):
+        for page in originals:
+            target = folder / f"{copy:03d}_{page.name}"
+            html = gzip.decompress(page.read_bytes()) + f"\n<!-- newsflow bench copy {copy} -->\n".encode()
+            target.write_bytes(gzip.compress(html, 1))
+            paths.append(target)
+        seed = folder / f"{copy:03d}_{SEED.name}"
+        seed.write_text(SEED.read_text(encoding="utf-8") + f"\n\nCopy {copy}.\n", encoding="utf-8")
+        paths.append(seed)
+    return paths
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    apply_migrations(url, ROOT / "sql")
+    return url
+
+
+def floors(settings: Settings, paths: list[Path], admin_url: str, fact_rows: int) -> dict[str, float]:
+    """Seconds for the unavoidable work, each measured alone: extraction, the model, COPY of the fact rows."""
+    pages = [gzip.decompress(p.read_bytes()) for p in paths if p.suffix == ".gz"]
+    started = time.perf_counter()
+    for page in pages:
+        trafilatura.extract(page)
+    extract_seconds = time.perf_counter() - started
+    texts = [lay_out(str(p), extract(read_file(p)), plain_text=p.suffix == ".txt").text for p in paths]
+    nlp = load_model(settings.spacy_model)
+    started = time.perf_counter()
+    for _ in nlp.pipe(texts, batch_size=NLP_BATCH_SIZE):
+        pass
+    nlp_seconds = time.perf_counter() - started
+    return {"extract": extract_seconds, "nlp": nlp_seconds, "copy": copy_seconds(admin_url, fact_rows)}
+
+
+def copy_seconds(admin_url: str, rows: int) -> float:
+    """COPY of ``rows`` rows shaped like entity mentions into a scratch table."""
+    url = fresh_database(admin_url, "newsflow_bench_copy")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE scratch (article_id bigint, section_id bigint, entity_id bigint, "
+                "start_offset int, end_offset int, mention text)"
+            )
+        )
+    buffer = io.StringIO("".join(f"1\t{i}\t{i % 997}\t{i}\t{i + 12}\tVladimir Putin\n" for i in range(rows)))
+    raw = engine.raw_connection()
+    try:
+        started = time.perf_counter()
+        with raw.cursor() as cursor:
+            cursor.copy_expert("COPY scratch FROM STDIN", buffer)
+        raw.commit()
+        return time.perf_counter() - started
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+class StageClock:
+    """Wall time per stage of one ``ingest`` call, by wrapping the stage functions it calls."""
+
+    def __init__(self) -> None:
+        self.seconds = {"read+extract": 0.0, "nlp+facts": 0.0, "load": 0.0}
+
+    def __enter__(self) -> StageClock:
+        self._saved = (ingest_module._prepare, ingest_module.process_batch, store.load_document)
+        ingest_module._prepare = self._timed("read+extract", ingest_module._prepare)  # type: ignore[assignment]
+        ingest_module.process_batch = self._timed_iter("nlp+facts", ingest_module.process_batch)  # type: ignore
+        store.load_document = self._timed("load", store.load_document)  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        ingest_module._prepare, ingest_module.process_batch, store.load_document = self._saved
+
+    def _timed(self, stage: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - started
+
+        return wrapper
+
+    def _timed_iter(self, stage: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            iterator = function(*args, **kwargs)
+            while True:
+                started = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    self.seconds[stage] += time.perf_counter() - started
+                    return
+                self.seconds[stage] += time.perf_counter() - started
+                yield item
+
+        return wrapper
+
+
+def fact_row_count(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        total = sum(int(conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0) for table in FACT_TABLES)
+    engine.dispose()
+    return total
+
+
+def peak_rss_mb(scale: int, admin_url: str, folder: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a separate process ingesting the corpus at ``scale``."""
+    url = fresh_database(admin_url, f"newsflow_bench_rss_{scale}")
+    code = (
+        "import resource, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from pathlib import Path\n"
+        "from dataclasses import replace\n"
+        "from pipeline.settings import Settings\n"
+        "from pipeline.database import create_engine\n"
+        "from pipeline.ingest import ingest\n"
+        f"paths = sorted(str(p) for p in Path({str(folder)!r}).iterdir())\n"
+        f"settings = replace(Settings.from_env(), database_url={url!r})\n"
+        "started = time.perf_counter()\n"
+        "ingest(settings, create_engine(settings.database_url), paths)\n"
+        "print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=7200)
+    seconds, rss = out.stdout.strip().splitlines()[-1].split()
+    return float(seconds), float(rss)
+
+
+def default_admin_url() -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return "postgresql://postgres@127.0.0.1:5432/postgres"
+    except OSError:
+        settings = Settings.from_env()
+        url = sa.engine.make_url(embedded_database_url(settings.data_dir / "bench-pgdata"))
+        return url.set(database="postgres").render_as_string(hide_password=False)
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    admin_url = arguments.database_url or default_admin_url()
+    settings = Settings.from_env()
+    results: dict[str, Any] = {"date": date.today().isoformat(), "cpus": os.cpu_count(), "scales": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        corpus = build_corpus(1, Path(scratch) / "x1")
+        inputs = [str(p) for p in corpus]
+        url = fresh_database(admin_url, "newsflow_bench_single")
+        single_settings = replace(settings, database_url=url)
+        engine = create_engine(url)
+        load_model(settings.spacy_model)
+        with StageClock() as clock:
+            started = time.perf_counter()
+            first = ingest(single_settings, engine, inputs)
+            single = time.perf_counter() - started
+        started = time.perf_counter()
+        again = ingest(single_settings, engine, inputs)
+        reingest = time.perf_counter() - started
+        rows = fact_row_count(url)
+        floor = floors(settings, corpus, admin_url, rows)
+        parallel_url = fresh_database(admin_url, "newsflow_bench_parallel")
+        parallel_engine = create_engine(parallel_url)
+        started = time.perf_counter()
+        parallel = ingest_parallel(
+            replace(settings, database_url=parallel_url), parallel_engine, inputs, workers=arguments.workers
+        )
+        workers_seconds = time.perf_counter() - started
+        for scale in arguments.scales:
+            folder = Path(scratch) / f"rss{scale}"
+            build_corpus(scale, folder)
+            seconds, rss = peak_rss_mb(scale, admin_url, folder)
+            results["scales"][str(scale)] = {"documents": len(corpus) * scale, "seconds": seconds, "peak_rss_mb": rss}
+    floor_total = floor["extract"] + floor["nlp"] + floor["copy"]
+    results.update(
+        documents=len(corpus),
+        failed=first.failed,
+        unchanged_on_rerun=again.unchanged,
+        fact_rows=rows,
+        floors_seconds=floor,
+        single_seconds=single,
+        stages_seconds=clock.seconds,
+        reingest_seconds=reingest,
+        workers=arguments.workers,
+        workers_seconds=workers_seconds,
+        workers_loaded=parallel.loaded,
+        ratios={
+            "end_to_end_vs_floors": floor_total / single,
+            "workers_speedup": single / workers_seconds,
+            "reingest_speedup": single / reingest,
+            "load_vs_copy": (rows / clock.seconds["load"]) / (rows / floor["copy"]),
+        },
+    )
+    return results
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    """Printable lines, and whether each target is met."""
+    ratios = results["ratios"]
+    lines = [
+        f"corpus: {results['documents']} documents, {results['fact_rows']:,} fact rows, {results['cpus']} CPUs",
+        "floors (s): " + ", ".join(f"{k} {v:.2f}" for k, v in results["floors_seconds"].items()),
+        f"single process: {results['single_seconds']:.1f} s = {_rate(results):.2f} docs/s; stages (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in results["stages_seconds"].items()),
+        f"--workers {results['workers']}: {results['workers_seconds']:.1f} s; "
+        f"re-ingest: {results['reingest_seconds']:.2f} s",
+    ]
+    for scale, figures in results["scales"].items():
+        documents, seconds, rss_mb = figures["documents"], figures["seconds"], figures["peak_rss_mb"]
+        lines.append(f"x{scale}: {documents} documents in {seconds:.0f} s, peak RSS {rss_mb:.0f} MB")
+    for name, minimum in TARGETS.items():
+        verdict = "ok" if ratios[name] >= minimum else "BELOW TARGET"
+        lines.append(f"{name}: {ratios[name]:.2f} (target >= {minimum}) {verdict}")
+    rss = [figures["peak_rss_mb"] for figures in results["scales"].values()]
+    if len(rss) > 1:
+        flat = max(rss) <= 1536 and max(rss) <= 1.15 * rss[0]
+        verdict = "ok" if flat else "BELOW TARGET"
+        lines.append(f"peak RSS largest/smallest: {max(rss) / rss[0]:.2f} (target <= 1.15, <= 1536 MB) {verdict}")
+    return lines
+
+
+def _rate(results: dict[str, Any]) -> float:
+    return float(results["documents"]) / float(results["single_seconds"])
+
+
+def write_outputs(results: dict[str, Any]) -> None:
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    ratios = results["ratios"]
+    row = (
+        f"| {results['date']} | {results['documents']} | {_rate(results):.2f} | "
+        f"{ratios['end_to_end_vs_floors']:.2f} | {ratios['workers_speedup']:.2f} | {ratios['reingest_speedup']:.0f} | "
+        f"{ratios['load_vs_copy']:.2f} | "
+        + ", ".join(f"x{s}: {f['peak_rss_mb']:.0f} MB" for s, f in results["scales"].items())
+        + " |\n"
+    )
+    with REPORT.open("a", encoding="utf-8") as handle:
+        handle.write(row)
+    plot(results)
+
+
+def plot(results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = results["scales"]
+    documents = [f["documents"] for f in scales.values()]
+    throughput = [f["documents"] / f["seconds"] for f in scales.values()]
+    rss = [f["peak_rss_mb"] for f in scales.values()]
+    figure, left = plt.subplots(figsize=(7, 4))
+    left.plot(documents, throughput, "o-", color="tab:blue")
+    left.set_xlabel("documents ingested (corpus x1, x4, x16)")
+    left.set_ylabel("documents/s, one process", color="tab:blue")
+    right = left.twinx()
+    right.plot(documents, rss, "s--", color="tab:red")
+    right.set_ylabel("peak RSS (MB)", color="tab:red")
+    right.set_ylim(0, max(rss) * 1.3)
+    left.set_ylim(0, max(throughput) * 1.3)
+    figure.suptitle(f"newsflow ingest, {results['date']}")
+    figure.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(PLOT, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", default="1,4,16", type=lambda v: [int(x) for x in v.split(",")])
+    parser.add_argument("--workers", default=2, type=int)
+    parser.add_argument("--database-url", default=None)
+    results = run(parser.parse_args())
+    for line in report(results):
+        print(line)
+    write_outputs(results)
+    return 0 if all(results["ratios"][k] >= v for k, v in TARGETS.items()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
