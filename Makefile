@@ -35,10 +35,12 @@ chromium:
 eval: install
 	$(BIN)/newsflow evaluate tests/gold
 
-# Prints figures on the benchmark pages in ../shared: extraction F1 and speed, then the facts stage's speed.
+# Prints figures on the benchmark pages in ../shared: extraction F1 and speed, the facts stage's speed, then
+# throughput, workers, re-ingest and memory against the stage floors (docs/benchmarks.md).
 bench: install
 	$(BIN)/python -m pipeline.benchmark extraction
 	$(BIN)/python -m pipeline.benchmark facts
+	$(BIN)/python bench/run.py
 
 # Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/;
 # news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.
@@ -52,7 +54,7 @@ airflow: install
 	$(BIN)/airflow standalone
 
 lint: install
-	$(BIN)/ruff check pipeline tests dags
+	$(BIN)/ruff check pipeline tests dags bench
 	$(BIN)/mypy
 
 lock: install
