@@ -195,15 +195,21 @@ def _ingest_batch(run: Batch, batch: list[str]) -> None:
             pending.append((value, *prepared))
     if not pending:
         return
-    nlp = load_model(run.settings.spacy_model)
-    people = load_known_people(run.settings.people_path)
-    documents = process_batch(nlp, (laid for _, _, laid in pending), known_people=people)
+    documents = analyse_batch(run.settings, [laid for _, _, laid in pending])
     for (value, raw, _), document in zip(pending, documents, strict=True):
         if isinstance(document, FactsError):
             _fail(run.engine, run.summary, Failure(raw.source, "facts", str(document)))
         else:
             _load(run, value, raw, document)
         run.on_document(raw.source)
+
+
+def analyse_batch(
+    settings: Settings, items: list[Laid], *, anchor: date | None = None
+) -> Iterator[Document | FactsError]:
+    """Facts for laid-out documents: one ``nlp.pipe`` pass with the configured model and known people."""
+    nlp = load_model(settings.spacy_model)
+    return process_batch(nlp, items, anchor=anchor, known_people=load_known_people(settings.people_path))
 
 
 def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
@@ -282,9 +288,7 @@ def _extract_documents(
     for batch in batches(expand_inputs(list(inputs)), BATCH_SIZE):
         prepared: list[Laid | Failure] = [_extract_one(value, fetcher) for value in batch]
         laid = [item for item in prepared if isinstance(item, Laid)]
-        people = load_known_people(settings.people_path)
-        nlp = load_model(settings.spacy_model)
-        processed = iter(process_batch(nlp, laid, anchor=anchor, known_people=people) if laid else ())
+        processed = iter(analyse_batch(settings, laid, anchor=anchor) if laid else ())
         for item in prepared:
             if isinstance(item, Failure):
                 yield item

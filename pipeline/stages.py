@@ -13,11 +13,9 @@ from sqlalchemy.engine import Engine
 
 from pipeline import store
 from pipeline.extract import ExtractError, extract
-from pipeline.facts.gazetteer import load_known_people
-from pipeline.ingest import BATCH_SIZE, Batch, Failure, IngestSummary, load_batch, open_run
+from pipeline.ingest import BATCH_SIZE, Batch, Failure, IngestSummary, analyse_batch, load_batch, open_run
 from pipeline.models import RawDocument
-from pipeline.nlp import load_model
-from pipeline.process import FactsError, Laid, lay_out, process_batch
+from pipeline.process import FactsError, Laid, lay_out
 from pipeline.settings import Settings
 
 DEFAULT_LIMIT = 1000
@@ -57,9 +55,7 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
             _close_failed(run, raw_id, Failure(raw.source, "extract", str(error)))
     if not laid:
         return
-    nlp = load_model(run.settings.spacy_model)
-    people = load_known_people(run.settings.people_path)
-    results = process_batch(nlp, (item for _, _, item in laid), known_people=people)
+    results = analyse_batch(run.settings, [item for _, _, item in laid])
     for (raw_id, raw, _), document in zip(laid, results, strict=True):
         if isinstance(document, FactsError):
             _close_failed(run, raw_id, Failure(raw.source, "facts", str(document)))
