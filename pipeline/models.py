@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 BlockKind = Literal["heading", "paragraph", "quote", "item"]
 QuoteKind = Literal["direct", "partial", "indirect"]
 Granularity = Literal["day", "month", "year"]
+RAW_GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,18 @@ class RawDocument:
     media_type: str
     metadata: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def content_sha256(self) -> str:
+        """Identity of this version: the bytes plus the metadata they came with (computed once)."""
         digest = hashlib.sha256(self.body)
         digest.update(json.dumps(dict(self.metadata), sort_keys=True).encode())
         return digest.hexdigest()
+
+    @cached_property
+    def body_gzip(self) -> bytes:
+        """The raw store's bytes: gzip level 1 (4-5x smaller, a quarter of level 6's time), no timestamp, so the
+        same page always compresses to the same bytes. Computed once; ``compress_in_background`` warms it."""
+        return gzip.compress(self.body, RAW_GZIP_LEVEL, mtime=0)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,17 @@ from sqlalchemy.engine import Engine
 
 from pipeline import store
 from pipeline.extract import ExtractError, extract
-from pipeline.ingest import BATCH_SIZE, Batch, Failure, IngestSummary, analyse_batch, load_batch, open_run
-from pipeline.models import RawDocument
+from pipeline.ingest import (
+    BATCH_SIZE,
+    Batch,
+    Failure,
+    IngestSummary,
+    analyse_batch,
+    compressing,
+    load_batch,
+    open_run,
+)
+from pipeline.models import Document, RawDocument
 from pipeline.process import FactsError, Laid, lay_out
 from pipeline.settings import Settings
 
@@ -55,12 +64,16 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
             _close_failed(run, raw_id, Failure(raw.source, "extract", str(error)))
     if not laid:
         return
-    results = analyse_batch(run.settings, [item for _, _, item in laid])
-    for (raw_id, raw, _), document in zip(laid, results, strict=True):
-        if isinstance(document, FactsError):
-            _close_failed(run, raw_id, Failure(raw.source, "facts", str(document)))
-            continue
-        load_batch(run, [(raw.source, raw, document)], force=force)
+    loadable: list[tuple[int, RawDocument, Document]] = []
+    with compressing([raw for _, raw, _ in laid]):
+        results = analyse_batch(run.settings, [item for _, _, item in laid])
+        for (raw_id, raw, _), document in zip(laid, results, strict=True):
+            if isinstance(document, FactsError):
+                _close_failed(run, raw_id, Failure(raw.source, "facts", str(document)))
+            else:
+                loadable.append((raw_id, raw, document))
+    load_batch(run, [(raw.source, raw, document) for _, raw, document in loadable], force=force)
+    for raw_id, raw, _ in loadable:
         article_id = run.summary.articles.get(raw.source)
         problem = None if article_id is not None else "load failed (see ingest_errors)"
         store.mark_processed(run.engine, raw_id, article_id=article_id, error=problem)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,20 +55,37 @@ def server_admin_url() -> str:
     return embedded_database_url(ROOT / ".newsflow" / "test-pgdata")
 
 
+MakeDatabase = Callable[..., str]
+
+
 @pytest.fixture
-def database_url(server_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the test server, dropped after the test."""
-    name = f"newsflow_test_{uuid.uuid4().hex[:12]}"
+def make_database(server_admin_url: str, settings: Settings) -> Iterator[MakeDatabase]:
+    """Fresh migrated databases on the test server, as many as a test asks for, dropped afterwards."""
+    names: list[str] = []
     admin = sa.create_engine(server_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def make(*, migrated: bool = True) -> str:
+        names.append(f"newsflow_test_{uuid.uuid4().hex[:12]}")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{names[-1]}"'))
+        url = make_url(server_admin_url).set(database=names[-1]).render_as_string(hide_password=False)
+        if migrated:
+            apply_migrations(url, settings.sql_dir)
+        return url
+
     try:
-        yield url
+        yield make
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(make_database: Callable[..., str]) -> str:
+    """A fresh, empty database on the test server, dropped after the test."""
+    return make_database(migrated=False)
 
 
 @pytest.fixture

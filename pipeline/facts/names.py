@@ -40,6 +40,7 @@ def title_noun(word: str) -> str:
     return TITLE_NOUNS.get(key, key)
 
 
+@lru_cache(maxsize=65536)
 def name_key(name: str) -> str:
     """The normalised key entities are shared by: no accents, case or punctuation."""
     decomposed = unicodedata.normalize("NFKD", name)
