@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint eval bench airflow chromium lock clean-db
+.PHONY: install demo test lint eval bench soak airflow chromium lock clean-db
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3.11-venv'"; exit 1; }
@@ -41,6 +41,11 @@ bench: install
 	$(BIN)/python -m pipeline.benchmark extraction
 	$(BIN)/python -m pipeline.benchmark facts
 	$(BIN)/python bench/run.py
+
+# 10,000 documents made unique from the benchmark pages, 2 workers: errors and memory over a long run
+# (docs/reliability.md). Takes about half an hour on 2 cores; not part of `make test`.
+soak: install
+	$(BIN)/python bench/soak.py
 
 # Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/;
 # news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from filelock import FileLock
+from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pipeline.settings import Settings
@@ -71,7 +72,8 @@ def _create_database_if_missing(admin_url: str, name: str) -> None:
         with engine.connect() as conn:
             exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
             if not exists:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # identifier, not data
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute(SQL("CREATE DATABASE {}").format(Identifier(name)))
     finally:
         engine.dispose()
 

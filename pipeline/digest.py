@@ -52,15 +52,18 @@ CONTENT_QUERIES: dict[str, str] = {
 }
 
 
+# Each table's rows, as text, sorted and hashed (built once, from the constant queries above).
+DIGEST_QUERIES = {
+    table: f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM ({query}) AS t"
+    for table, query in CONTENT_QUERIES.items()
+}
+
+
 def content_digest(engine: Engine) -> dict[str, str]:
     """Per table: the row count and an md5 over its rows in a canonical order."""
     digests = {}
     with engine.connect() as conn:
-        for table, query in CONTENT_QUERIES.items():
-            row = conn.execute(
-                sa.text(
-                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM ({query}) AS t"
-                )
-            ).one()
+        for table in CONTENT_QUERIES:
+            row = conn.execute(sa.text(DIGEST_QUERIES[table])).one()
             digests[table] = f"{row[0]} rows, md5 {row[1]}"
     return digests

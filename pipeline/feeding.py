@@ -3,7 +3,8 @@
 A feed that cannot be fetched, or is malformed, becomes an ``ingest_errors`` row
 (stage ``feed``) with the reason; a malformed feed's recovered entries are still
 loaded, and the other feeds go on. A second poll of an unchanged feed costs one
-304, and entries already loaded are never fetched again.
+304, and entries already loaded are never fetched again. One poll takes at most
+``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order; the rest wait for the next.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def _ingest_feed(run: Batch, url: str) -> None:
     if poll.problem:
         _feed_failure(run, url, poll.problem)
     entries = [] if poll.not_modified else feedstore.unseen(run.engine, poll.entries)
-    ingest_into(run, [entry.link for entry in entries])
-    _record_loaded(run, feed, entries)
-    feedstore.finish_poll(run.engine, feed, poll)
+    taken = entries[: run.settings.feed_max_entries]
+    ingest_into(run, [entry.link for entry in taken])
+    _record_loaded(run, feed, taken)
+    feedstore.finish_poll(run.engine, feed, poll, deferred=len(entries) - len(taken))
 
 
 def _record_loaded(run: Batch, feed: feedstore.FeedState, entries: list[FeedEntry]) -> None:

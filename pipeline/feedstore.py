@@ -65,8 +65,11 @@ def record_entry(
         )
 
 
-def finish_poll(engine: Engine, feed: FeedState, poll: FeedPoll | None, *, error: str | None = None) -> None:
-    """Store how the poll went; a failed poll keeps the previous ETag and Last-Modified."""
+def finish_poll(
+    engine: Engine, feed: FeedState, poll: FeedPoll | None, *, error: str | None = None, deferred: int = 0
+) -> None:
+    """Store how the poll went; a failed poll keeps the previous ETag and Last-Modified, and a poll that left
+    entries for later (``deferred``) stores none, so the next poll is unconditional and sees them again."""
     status = (
         "failed"
         if poll is None
@@ -80,17 +83,18 @@ def finish_poll(engine: Engine, feed: FeedState, poll: FeedPoll | None, *, error
         "id": feed.id,
         "status": status,
         "error": error or (poll.problem if poll else None),
-        "etag": poll.etag if poll else feed.etag,
-        "modified": poll.last_modified if poll else feed.last_modified,
+        "etag": None if deferred else poll.etag if poll else feed.etag,
+        "modified": None if deferred else poll.last_modified if poll else feed.last_modified,
         "title": poll.title if poll else None,
         "entries": len(poll.entries) if poll else 0,
+        "deferred": deferred,
     }
     with engine.begin() as conn:
         conn.execute(
             sa.text(
                 "UPDATE feeds SET last_polled_at = now(), last_status = :status, last_error = :error, etag = :etag, "
                 "last_modified = :modified, title = coalesce(:title, title), "
-                "entries_seen = entries_seen + :entries WHERE id = :id"
+                "entries_seen = entries_seen + :entries, entries_deferred = :deferred WHERE id = :id"
             ),
             values,
         )

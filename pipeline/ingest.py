@@ -30,7 +30,6 @@ from pipeline.process import FactsError, Laid, lay_out, process_batch
 from pipeline.settings import Settings
 from pipeline.sources import SourceError, expand_inputs, is_url, read_file
 
-BATCH_SIZE = 32
 Progress = Callable[[str], None]
 
 
@@ -94,7 +93,7 @@ def read_input(value: str, fetcher: Fetcher) -> RawDocument:
     path = Path(value)
     if not path.exists():
         raise SourceError(f"no such file or directory: {value}")
-    return read_file(path)
+    return read_file(path, max_bytes=fetcher.policy.max_bytes)
 
 
 def ingest(
@@ -159,7 +158,7 @@ class Batch:
 
 def ingest_into(run: Batch, inputs: Iterable[str]) -> None:
     """Ingest inputs into a run that is already open (the CLI's and the feeds' shared loop)."""
-    for batch in batches(inputs, BATCH_SIZE):
+    for batch in batches(inputs, run.settings.batch_size):
         if run.stage_only:
             for value in batch:
                 _stage(run, value)
@@ -296,7 +295,7 @@ def extract_documents(
 def _extract_documents(
     settings: Settings, fetcher: Fetcher, inputs: Iterable[str], *, anchor: date | None
 ) -> Iterator[Document | Failure]:
-    for batch in batches(expand_inputs(list(inputs)), BATCH_SIZE):
+    for batch in batches(expand_inputs(list(inputs)), settings.batch_size):
         prepared: list[Laid | Failure] = [_extract_one(value, fetcher) for value in batch]
         laid = [item for item in prepared if isinstance(item, Laid)]
         processed = iter(analyse_batch(settings, laid, anchor=anchor) if laid else ())

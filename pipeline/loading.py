@@ -25,6 +25,7 @@ from typing import Any, Literal
 import psycopg2
 import sqlalchemy as sa
 from psycopg2.extras import execute_values
+from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Connection, Engine
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -380,6 +381,7 @@ def json_text(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+COPY_FROM_STDIN = SQL("COPY {} ({}) FROM STDIN")
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -398,7 +400,7 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: list[tuple
     buffer = io.StringIO("\n".join(map(_copy_line, rows)) + "\n")
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+        cursor.copy_expert(COPY_FROM_STDIN.format(Identifier(table), SQL(", ").join(map(Identifier, columns))), buffer)
     finally:
         cursor.close()
 

@@ -1,10 +1,11 @@
 """Parallel ingestion: worker processes, each loading the model once, share one ingest run.
 
 The parent opens the run and hands the inputs to the workers in batches of
-``BATCH_SIZE`` (paths and URLs only; documents never cross processes). Each
-worker reads, extracts, parses and loads its batches with its own database
-engine and returns the counts, which the parent adds up. Each document is still
-loaded in its own transaction, so a failure costs only that document.
+``NEWSFLOW_BATCH_SIZE`` (paths and URLs only; documents never cross processes).
+Each worker reads, extracts, parses and loads its batches with its own database
+engine and returns the counts, which the parent adds up. Each batch is loaded in
+one transaction, and a document the database refuses is retried alone, so a
+failure costs only that document.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline import store
 from pipeline.database import create_engine, database_url
-from pipeline.ingest import BATCH_SIZE, IngestSummary, batches, ingest_into, join_run
+from pipeline.ingest import IngestSummary, batches, ingest_into, join_run
 from pipeline.nlp import load_model
 from pipeline.settings import Settings
 
@@ -39,7 +40,7 @@ def ingest_parallel(
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(settings,)) as pool:
-            for part in pool.map(_ingest_batch, repeat(summary.run_id), batches(inputs, BATCH_SIZE)):
+            for part in pool.map(_ingest_batch, repeat(summary.run_id), batches(inputs, settings.batch_size)):
                 summary.merge(part)
                 if on_batch:
                     on_batch(part.seen)

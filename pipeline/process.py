@@ -45,8 +45,13 @@ def process_batch(
 ) -> Iterator[Document | FactsError]:
     """Documents with facts (or the error of one), one ``nlp.pipe`` pass over the batch, in input order."""
     batch = list(items)
-    docs = nlp.pipe((item.text for item in batch), batch_size=NLP_BATCH_SIZE)
-    for item, parsed in zip(batch, docs, strict=True):
+    fits = [item for item in batch if len(item.text) <= nlp.max_length]
+    docs = iter(nlp.pipe((item.text for item in fits), batch_size=NLP_BATCH_SIZE))
+    for item in batch:
+        if len(item.text) > nlp.max_length:
+            yield FactsError(f"text of {len(item.text):,} characters is over the model's {nlp.max_length:,} limit")
+            continue
+        parsed = next(docs)
         published = _as_date(item.extracted.published_at) or anchor
         try:
             facts = analyse(parsed, anchor=published, outline=Outline(item.sections), known_people=known_people)

@@ -35,6 +35,8 @@ class Settings:
     fetch_host_interval: float = 1.0
     fetch_attempts: int = 4
     inbox_path: Path | None = None
+    feed_max_entries: int = 200
+    batch_size: int = 32  # documents per nlp.pipe pass and per load transaction
 
     @property
     def sql_dir(self) -> Path:
@@ -72,4 +74,6 @@ class Settings:
             fetch_host_interval=float(env.get("NEWSFLOW_FETCH_HOST_INTERVAL") or 1.0),
             fetch_attempts=int(env.get("NEWSFLOW_FETCH_ATTEMPTS") or 4),
             inbox_path=Path(inbox) if (inbox := env.get("NEWSFLOW_INBOX")) else None,
+            feed_max_entries=max(1, int(env.get("NEWSFLOW_FEED_MAX_ENTRIES") or 200)),
+            batch_size=max(1, int(env.get("NEWSFLOW_BATCH_SIZE") or 32)),
         )

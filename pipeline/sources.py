@@ -28,7 +28,7 @@ MEDIA_TYPES = {
     ".html": "text/html",
     ".htm": "text/html",
 }
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 10 * 1024 * 1024  # the same default as NEWSFLOW_FETCH_MAX_BYTES
 
 
 class SourceError(ValueError):
@@ -62,33 +62,34 @@ def media_type_for(path: Path) -> str | None:
     return MEDIA_TYPES.get(Path(name).suffix)
 
 
-def read_file(path: Path) -> RawDocument:
-    """Read one local document, decompressing ``.gz`` and loading its sidecar."""
+def read_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
+    """Read one local document, decompressing ``.gz`` and loading its sidecar; at most ``max_bytes``."""
     media_type = media_type_for(path)
     if media_type is None:
         raise SourceError(f"unsupported file type {path.suffix!r} (expected .txt, .md, .html or .html.gz)")
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SourceError(f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        if size > max_bytes:
+            raise SourceError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
         body = path.read_bytes()
     except OSError as error:
         raise SourceError(f"cannot read file: {error.strerror or error}") from error
     if path.name.lower().endswith(".gz"):
-        body = _gunzip(body)
+        body = _gunzip(body, max_bytes)
     if not body.strip():
         raise SourceError("empty document")
     return RawDocument(source=str(path.resolve()), body=body, media_type=media_type, metadata=read_sidecar(path))
 
 
-def _gunzip(body: bytes) -> bytes:
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """Decompress, stopping at the limit (a small gzip bomb must not fill the memory)."""
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
+            data = stream.read(max_bytes + 1)
     except (OSError, EOFError, zlib.error) as error:
         raise SourceError(f"corrupt gzip data: {error}") from error
-    if len(data) > MAX_FILE_BYTES:
-        raise SourceError(f"decompressed size is over the {MAX_FILE_BYTES}-byte limit")
+    if len(data) > max_bytes:
+        raise SourceError(f"decompressed size is over the {max_bytes:,}-byte limit")
     return data
 
 

@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 from pipeline import store
 from pipeline.extract import ExtractError, extract
 from pipeline.ingest import (
-    BATCH_SIZE,
     Batch,
     Failure,
     IngestSummary,
@@ -36,7 +35,7 @@ def process_pending(
     """Process up to ``limit`` staged documents, oldest first; each failure is recorded and closes its document."""
     with open_run(settings, engine, trigger=trigger) as run:
         while run.summary.seen < limit:
-            pending = store.pending_raw(engine, limit=min(BATCH_SIZE, limit - run.summary.seen))
+            pending = store.pending_raw(engine, limit=min(settings.batch_size, limit - run.summary.seen))
             if not pending:
                 break
             _process(run, pending, force=False)
@@ -49,8 +48,9 @@ def reprocess(
     """Re-derive the facts of stored articles (all, or those sources) from their raw bytes."""
     stored = store.stored_raw(engine, sources=sources)
     with open_run(settings, engine, trigger=trigger) as run:
-        for start in range(0, len(stored), BATCH_SIZE):
-            _process(run, stored[start : start + BATCH_SIZE], force=True)
+        size = settings.batch_size
+        for start in range(0, len(stored), size):
+            _process(run, stored[start : start + size], force=True)
     return run.summary
 
 

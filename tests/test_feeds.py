@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from pipeline.feeding import ingest_feeds
 from pipeline.fetch.feeds import FeedListError, read_feed_list
@@ -109,3 +111,29 @@ def test_feed_list_formats(tmp_path: Path) -> None:
     bad.write_text("ftp://nope\n", encoding="utf-8")
     with pytest.raises(FeedListError, match="not http"):
         read_feed_list(bad)
+
+
+def test_a_feed_of_ten_thousand_entries_is_taken_a_poll_at_a_time(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    """One poll takes NEWSFLOW_FEED_MAX_ENTRIES new entries; the next poll is unconditional and takes the next."""
+
+    def story(request: Request) -> Response:
+        number = request.path.rsplit("/", 1)[-1]
+        return Response(article(extra=f"<p>Story number {number} of the long feed.</p>"), content_type="text/html")
+
+    site.expect_request(re.compile(r"/story/\d+")).respond_with_handler(story)
+    links = [site.url_for(f"/story/{n}") for n in range(10_000)]
+    site.expect_request("/big.xml").respond_with_data(
+        rss(*links), content_type="application/rss+xml", headers={"ETag": '"big"'}
+    )
+    capped = replace(fetch_settings, feed_max_entries=3)
+
+    first = ingest_feeds(capped, engine, [site.url_for("/big.xml")])
+    second = ingest_feeds(capped, engine, [site.url_for("/big.xml")])
+    assert (first.loaded, first.failed, second.loaded, second.failed) == (3, 0, 3, 0)
+    with engine.connect() as conn:
+        feed = conn.execute(sa.text("SELECT entries_deferred, etag, last_status FROM feeds")).one()
+        loaded = sorted(conn.scalars(sa.text("SELECT link FROM feed_entries")))
+    assert tuple(feed) == (9_994, None, "fetched")
+    assert loaded == sorted(links[:6])

@@ -138,12 +138,37 @@ def test_redirect_to_a_private_address_is_refused(server: HTTPServer, monkeypatc
         ("http://169.254.169.254/latest/meta-data", "link-local"),
         ("http://[::1]/", "loopback"),
         ("http://0.0.0.0/", "unspecified"),
+        ("http://100.64.0.1/", "not globally routable"),
+        ("http://2130706433/", "loopback"),
+        ("http://0x7f.0.0.1/", "loopback"),
+        ("http://127.1/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://[::ffff:10.0.0.1]/", "private"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),
+        ("http://[2002:c0a8:0101::1]/", "private"),
+        ("http://[fe80::1%25eth0]/", "link-local"),
+        ("http://[fc00::1]/", "private"),
+        ("http://[fd12:3456::1]/", "private"),
+        ("http://[::]/", "unspecified"),
+        ("http://[ff02::1]/", "multicast"),
+        ("http://localhost/", "loopback"),
     ],
 )
 def test_guard_refuses_non_public_addresses(url: str, reason: str) -> None:
     with pytest.raises(UnsafeURLError, match=reason):
         check_url(url, allow_private=False)
     check_url(url, allow_private=True)
+
+
+def test_the_connected_address_is_checked_against_dns_rebinding(
+    server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name passes the guard (as a rebinding DNS answer would), but the socket reaches loopback."""
+    monkeypatch.setattr(guard, "resolve", lambda host, port: ["93.184.216.34"])
+    server.expect_request("/page").respond_with_data(article(), content_type="text/html")
+    policy = replace(POLICY, allow_private_hosts=False, respect_robots=False)
+    with Fetcher(policy) as client, pytest.raises(FetchError, match=r"connected to 127\.0\.0\.1 \(loopback\)"):
+        client.get(server.url_for("/page"))
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/file", "file:///etc/passwd", "http:///nohost"])

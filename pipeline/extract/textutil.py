@@ -27,10 +27,7 @@ def decode_text(raw: RawDocument) -> str:
             return _checked(raw.body.decode(encoding))
         except (UnicodeDecodeError, LookupError):
             continue
-    best = charset_normalizer.from_bytes(raw.body).best()
-    if best is None:
-        raise DecodeError("binary data: no text encoding fits these bytes")
-    return _checked(str(best))
+    return _checked(_detected(raw.body))
 
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
@@ -118,7 +115,11 @@ def _is_affiliation(part: str) -> bool:
 
 def metadata_strings(loaded: Mapping[object, object]) -> dict[str, str]:
     """YAML metadata (a sidecar or front matter) as lower-case keys and string values; lists are joined."""
-    return {str(key).lower(): _as_text(value) for key, value in loaded.items() if value is not None}
+    return {
+        CONTROL_CHARS.sub("", str(key).lower()): CONTROL_CHARS.sub("", _as_text(value))
+        for key, value in loaded.items()
+        if value is not None
+    }
 
 
 def _as_text(value: object) -> str:

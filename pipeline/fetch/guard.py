@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class UnsafeURLError(ValueError):
@@ -26,13 +26,25 @@ def check_url(url: str, *, allow_private: bool) -> None:
         raise UnsafeURLError(f"refusing {url}: no host name")
     if allow_private:
         return
-    for address in resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)):
+    literal = _ip_literal(parts.hostname)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    addresses = [literal] if literal else resolve(parts.hostname, port)
+    for address in addresses:
         reason = non_public_reason(address)
         if reason:
             raise UnsafeURLError(
                 f"refusing {url}: {parts.hostname} resolves to {address} ({reason}); "
                 "set NEWSFLOW_ALLOW_PRIVATE_HOSTS=true to allow it"
             )
+
+
+def _ip_literal(host: str) -> str | None:
+    """An IPv6 or dotted-quad literal as written (an IPv6 zone, ``%25eth0`` in a URL, dropped); None for names."""
+    candidate = unquote(host).split("%")[0]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -43,11 +55,15 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def non_public_reason(address: str) -> str | None:
-    """Why an address is not public, or None when it is."""
+    """Why an address is not public, or None when it is. An IPv4 address carried inside an IPv6 one
+    (mapped, NAT64, 6to4, Teredo) is judged by the IPv4 address it leads to."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded_ipv4(ip) or ip
     checks = (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -55,5 +71,16 @@ def non_public_reason(address: str) -> str | None:
         ("unspecified", ip.is_unspecified),
         ("reserved", ip.is_reserved),
         ("private", ip.is_private),
+        ("not globally routable", not ip.is_global),
     )
     return next((name for name, matches in checks if matches), None)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    return ip.teredo[1] if ip.teredo is not None else None

@@ -11,6 +11,7 @@ Retry-After. Conditional GETs send ETag and Last-Modified and return
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.robotparser
@@ -24,6 +25,7 @@ import httpx
 import tenacity
 
 import pipeline
+from pipeline.fetch import guard
 from pipeline.fetch.guard import UnsafeURLError, check_url
 from pipeline.settings import Settings
 
@@ -44,6 +46,9 @@ class _RetryableError(Exception):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class Fetcher:
 
     def _request_once(self, url: str, headers: Mapping[str, str]) -> Page:
         with self._gate.turn(urlsplit(url).netloc), self._client.stream("GET", url, headers=headers) as response:
+            self._check_peer(url, response)
             status = response.status_code
             if status in RETRY_STATUSES:
                 raise _RetryableError(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
@@ -215,6 +221,18 @@ class Fetcher:
             media_type, charset = _content_type(response.headers.get("Content-Type"))
             etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
             return Page(url, str(response.url), status, body, media_type, charset, etag, modified)
+
+    def _check_peer(self, url: str, response: httpx.Response) -> None:
+        """Against DNS rebinding: the address actually connected to must be public too (not checked through
+        a proxy, whose own address is the peer)."""
+        if self.policy.allow_private_hosts or any(os.environ.get(name) for name in PROXY_VARIABLES):
+            return
+        stream = response.extensions.get("network_stream")
+        peer = stream.get_extra_info("server_addr") if stream is not None else None
+        address = str(peer[0]) if peer else None
+        reason = guard.non_public_reason(address) if address else None
+        if reason:
+            raise FetchError(f"refusing {url}: connected to {address} ({reason})")
 
     def _read_capped(self, url: str, response: httpx.Response) -> bytes:
         declared = response.headers.get("Content-Length", "")
