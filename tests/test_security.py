@@ -112,7 +112,10 @@ SECRET_PATTERNS = [
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     re.compile(r"AKIA[0-9A-Z]{16}"),
     re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"),
-    re.compile(r"(?i)(password|secret|token|fernet_key)[ \t]*[:=][ \t]*['\"]?(?!-?change-me|\$\{|<)[A-Za-z0-9+/_\-]{16,}"),
+    # a password-like assignment whose value is neither a change-me placeholder nor a ${VARIABLE}
+    re.compile(
+        r"(?i)(password|secret|token|fernet_key)[ \t]*[:=][ \t]*['\"]?(?!-?change-me|\$\{|<)[A-Za-z0-9+/_\-]{16,}"
+    ),
 ]
 
 
