@@ -145,11 +145,12 @@ def test_compose_reads_secrets_from_env_and_the_example_marks_them_local() -> No
 
 
 def test_the_secret_scan_catches_secrets() -> None:
+    fake = "s3cr3tV4lu3Xyz12345"  # pieces joined at run time, so this file does not trip its own scan
     samples = [
-        "POSTGRES_PASSWORD=s3cr3tV4lu3Xyz12345",
-        "  password: 'abcdefghijklmnop1234'",
-        "-----BEGIN RSA PRIVATE KEY-----",
-        "aws = AKIAABCDEFGHIJKLMNOP",
+        "POSTGRES_PASSWORD=" + fake,
+        "  password: '" + fake + "'",
+        "-----BEGIN RSA " + "PRIVATE KEY-----",
+        "aws = AKIA" + "ABCDEFGHIJKLMNOP",
     ]
     assert all(any(p.search(sample) for p in SECRET_PATTERNS) for sample in samples)
     assert not any(p.search("JWT_SECRET: ${JWT_SECRET:-change-me-jwt-secret}") for p in SECRET_PATTERNS)
