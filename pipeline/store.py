@@ -6,6 +6,8 @@ Loading processed documents (articles, sections and facts) is ``pipeline.loading
 from __future__ import annotations
 
 import gzip
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,9 +19,33 @@ from pipeline.models import RawDocument
 
 
 def start_run(engine: Engine, *, trigger: str) -> int:
+    """A new run owned by this process; runs on this host whose process is gone are closed as abandoned."""
+    host = socket.gethostname()
     with engine.begin() as conn:
-        run_id = conn.scalar(sa.text("INSERT INTO ingest_runs (trigger) VALUES (:t) RETURNING id"), {"t": trigger})
+        running = conn.execute(
+            sa.text("SELECT id, pid FROM ingest_runs WHERE status = 'running' AND host = :host"), {"host": host}
+        ).all()
+        dead = [run.id for run in running if run.pid is not None and not _process_alive(run.pid)]
+        if dead:
+            conn.execute(
+                sa.text("UPDATE ingest_runs SET status = 'abandoned', finished_at = now() WHERE id = ANY(:ids)"),
+                {"ids": dead},
+            )
+        run_id = conn.scalar(
+            sa.text("INSERT INTO ingest_runs (trigger, host, pid) VALUES (:t, :host, :pid) RETURNING id"),
+            {"t": trigger, "host": host, "pid": os.getpid()},
+        )
     return int(run_id)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def finish_run(engine: Engine, run_id: int, counts: Mapping[str, int]) -> None:

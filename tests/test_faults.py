@@ -88,6 +88,9 @@ def test_a_run_killed_mid_way_converges_on_rerun(
     rerun = newsflow_ingest(url, corpus)
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read() if rerun.stderr else ""
     assert content_digest(engine) == clean_digest(make_database, settings, corpus)
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT status, pid FROM ingest_runs ORDER BY id")).all()
+    assert [tuple(run) for run in runs] == [("abandoned", process.pid), ("succeeded", rerun.pid)]
     engine.dispose()
 
 
