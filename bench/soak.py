@@ -9,6 +9,7 @@ database; the resident memory of every process is sampled as it goes.
 Prints the figures, writes ``bench/soak.json``; docs/reliability.md quotes them.
 
     python bench/soak.py [--documents 10000] [--workers 2] [--database-url URL]
+    python bench/soak.py --report     # the figures of the last run again
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gzip
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -108,18 +110,26 @@ def soak(arguments: argparse.Namespace) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> list[str]:
     samples = results["memory"]
-    tenth = max(1, len(samples) // 10)
-    early = max(s["max_process_mb"] for s in samples[tenth : 2 * tenth])
-    late = max(s["max_process_mb"] for s in samples[-tenth:])
+    tenths = [samples[i * len(samples) // 10 : (i + 1) * len(samples) // 10] for i in range(10)]
+    medians = [statistics.median(s["max_process_mb"] for s in tenth) for tenth in tenths if tenth]
+    slope = _slope([s["done"] / 1000 for s in samples], [s["max_process_mb"] for s in samples])
     return [
         f"{results['documents']:,} documents, {results['workers']} workers, {results['cpus']} CPUs: "
         f"{results['seconds'] / 60:.1f} min, {results['documents'] / results['seconds']:.2f} docs/s",
         f"loaded {results['loaded']:,}, failed {results['failed']}, error rows {len(results['errors'])}",
         f"articles: {results['digest']['articles']}",
-        f"largest process RSS: {max(s['max_process_mb'] for s in samples):.0f} MB; "
-        f"second tenth of the run {early:.0f} MB, last tenth {late:.0f} MB ({late / early:.2f}x)",
+        f"largest process RSS: peak {max(s['max_process_mb'] for s in samples):.0f} MB; median per tenth of the run "
+        + " ".join(f"{m:.0f}" for m in medians)
+        + f" MB; trend {slope:+.1f} MB per 1,000 documents",
         f"all processes together, peak: {max(s['total_mb'] for s in samples):.0f} MB",
     ]
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs."""
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread if spread else 0.0
 
 
 def main() -> None:
@@ -127,8 +137,13 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None)
-    results = soak(parser.parse_args())
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    parser.add_argument("--report", action="store_true", help="print the figures of the last soak.json again")
+    arguments = parser.parse_args()
+    if arguments.report:
+        results = json.loads(RESULTS.read_text(encoding="utf-8"))
+    else:
+        results = soak(arguments)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print("\n".join(report(results)))
 
 

@@ -4,7 +4,8 @@ A feed that cannot be fetched, or is malformed, becomes an ``ingest_errors`` row
 (stage ``feed``) with the reason; a malformed feed's recovered entries are still
 loaded, and the other feeds go on. A second poll of an unchanged feed costs one
 304, and entries already loaded are never fetched again. One poll takes at most
-``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order; the rest wait for the next.
+``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order with links that failed before
+last; the rest wait for the next.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _ingest_feed(run: Batch, url: str) -> None:
         return
     if poll.problem:
         _feed_failure(run, url, poll.problem)
-    entries = [] if poll.not_modified else feedstore.unseen(run.engine, poll.entries)
+    entries = [] if poll.not_modified else feedstore.fresh_first(run.engine, feedstore.unseen(run.engine, poll.entries))
     taken = entries[: run.settings.feed_max_entries]
     ingest_into(run, [entry.link for entry in taken])
     _record_loaded(run, feed, taken)

@@ -43,6 +43,21 @@ def unseen(engine: Engine, entries: Iterable[FeedEntry]) -> list[FeedEntry]:
     return [entry for link, entry in by_link.items() if link not in seen]
 
 
+def fresh_first(engine: Engine, entries: list[FeedEntry]) -> list[FeedEntry]:
+    """Entries never tried before first, then those that failed in an earlier run: with a cap on entries per
+    poll, links that keep failing cannot starve the rest of the feed."""
+    if not entries:
+        return []
+    with engine.connect() as conn:
+        failed = set(
+            conn.scalars(
+                sa.text("SELECT DISTINCT source FROM ingest_errors WHERE source = ANY(:links)"),
+                {"links": [entry.link for entry in entries]},
+            )
+        )
+    return [e for e in entries if e.link not in failed] + [e for e in entries if e.link in failed]
+
+
 def record_entry(
     engine: Engine, feed: FeedState, entry: FeedEntry, *, article_id: int | None, raw_document_id: int | None
 ) -> None:

@@ -253,12 +253,16 @@ def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
     return raw, lay_out(raw.source, extracted, plain_text=raw.media_type == "text/plain")
 
 
-def load_batch(run: Batch, documents: list[tuple[str, RawDocument, Document]], *, force: bool = False) -> None:
-    """Load processed documents in one transaction; a document the database refuses is recorded, the rest kept."""
+def load_batch(
+    run: Batch, documents: list[tuple[str, RawDocument, Document]], *, force: bool = False
+) -> list[LoadResult | LoadFailure]:
+    """Load processed documents in one transaction; a document the database refuses is recorded, the rest kept.
+    Returns each document's result, in order."""
     options = LoadOptions(run.summary.run_id, extractor_version(run.settings), force=force)
     results = load_documents(run.engine, [LoadItem(raw, document) for _, raw, document in documents], options)
     for (value, raw, document), result in zip(documents, results, strict=True):
         _count(run, value, raw, document, result)
+    return results
 
 
 def _count(run: Batch, value: str, raw: RawDocument, document: Document, result: LoadResult | LoadFailure) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ import sqlalchemy as sa
 from psycopg2.extras import execute_values
 from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Connection, Engine
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from pipeline.facts.names import name_key
 from pipeline.models import Document, RawDocument
@@ -35,9 +36,11 @@ from pipeline.models import Document, RawDocument
 LoadStatus = Literal["loaded", "replaced", "unchanged"]
 PERSON = "PERSON"
 TRANSIENT_ATTEMPTS = 4
-# A dropped connection, a restart or a deadlock: worth retrying the batch. COPY and execute_values run on
-# the driver's cursor, so the driver's own exceptions arrive unwrapped beside SQLAlchemy's.
-TRANSIENT_ERRORS = (sa.exc.OperationalError, psycopg2.OperationalError, psycopg2.InterfaceError)
+# SQLSTATEs worth retrying the batch for: serialization failure, deadlock, and the server shutting down or
+# crashing (class 08, connection exceptions, is matched by prefix). Other errors, even those psycopg2 files
+# under OperationalError (a key over the index row size, a tsvector too long, a statement timeout), are the
+# data's fault and go to the per-document fallback.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,34 @@ def load_documents(engine: Engine, items: Sequence[LoadItem], options: LoadOptio
         return [_load_alone(engine, item, options) for item in items]  # the same source twice: in order
     try:
         return list(_load_together(engine, items, options))
-    except TRANSIENT_ERRORS:
-        raise  # still failing after the retries: the database is unreachable, not the data at fault
-    except Exception as error:  # noqa: BLE001 - isolate the bad document below
+    except Exception as error:  # isolate the bad document below
+        if is_transient(error):
+            raise  # still failing after the retries: the database is unreachable, not the data at fault
         if len(items) == 1:
             return [LoadFailure(_describe(error))]
     return [_load_alone(engine, item, options) for item in items]
+
+
+def is_transient(error: BaseException) -> bool:
+    """A lost connection, a server restart, a deadlock or a serialization failure, anywhere in the chain
+    (a driver error raised on the raw cursor is followed by SQLAlchemy's failed rollback)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, psycopg2.Error) and _transient_driver_error(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def _transient_driver_error(error: psycopg2.Error) -> bool:
+    code = error.pgcode
+    if code is None:  # raised by libpq itself: the connection broke or was already closed
+        return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+    return code.startswith("08") or code in TRANSIENT_SQLSTATES
 
 
 def _load_alone(engine: Engine, item: LoadItem, options: LoadOptions) -> LoadResult | LoadFailure:
@@ -95,7 +120,7 @@ def _describe(error: BaseException) -> str:
 
 
 @retry(
-    retry=retry_if_exception_type(TRANSIENT_ERRORS),
+    retry=retry_if_exception(is_transient),
     stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
     wait=wait_exponential(multiplier=0.2, max=5),
     reraise=True,
@@ -235,18 +260,24 @@ SECTION_COLUMNS = ("id", "article_id", "position", "heading", "start_offset", "e
 def _insert_facts(conn: Connection, documents: list[tuple[int, Document]]) -> None:
     """Sections and every fact table of the documents, each table in one COPY."""
     section_ids = _insert_sections(conn, documents)
-    entities = EntityIndex.of(_upsert_entities(conn, [document for _, document in documents]))
+    entity_ids = _upsert_entities(conn, [document for _, document in documents])
     tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in FACT_COLUMNS}
     for article_id, document in documents:
+        entities = EntityIndex.of({key: entity_ids[key] for key in _entity_keys(document)})
         for table, rows in _fact_rows(article_id, section_ids[article_id], document, entities).items():
             tables[table].extend(rows)
     for table, rows in tables.items():
         _copy(conn, table, FACT_COLUMNS[table], _first_per_key(rows, UNIQUE_KEY[table]))
 
 
+def _entity_keys(document: Document) -> set[tuple[str, str]]:
+    return {(name_key(e.name), e.type) for e in document.facts.entities}
+
+
 @dataclass(frozen=True)
 class EntityIndex:
-    """A batch's entity ids: by (key, type), people by key, and any type by key (the first type in order)."""
+    """One document's entity ids: by (key, type), people by key, and any type by key (the first in order).
+    Per document, so a speaker or actor links only to an entity of its own article, whatever the batch."""
 
     ids: Mapping[tuple[str, str], int]
     persons: Mapping[str, int]
@@ -284,9 +315,7 @@ def _insert_sections(conn: Connection, documents: list[tuple[int, Document]]) ->
 
 def _upsert_entities(conn: Connection, documents: list[Document]) -> dict[tuple[str, str], int]:
     """Entity ids by (key, type). New ones are inserted in key order, so concurrent loads lock in one order."""
-    wanted = sorted(
-        {(name_key(e.name), e.type): e.name for document in documents for e in document.facts.entities}.items()
-    )
+    wanted = sorted({(name_key(e.name), e.type): e.name for d in documents for e in d.facts.entities}.items())
     if not wanted:
         return {}
     _values(
@@ -387,10 +416,7 @@ COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 
 def _copy_line(row: tuple[Any, ...]) -> str:
     """One row in COPY's text format: tab-separated, ``\\N`` for NULL, specials escaped in strings."""
-    return "\t".join(
-        value.translate(COPY_ESCAPES) if isinstance(value, str) else "\\N" if value is None else str(value)
-        for value in row
-    )
+    return "\t".join("\\N" if value is None else str(value).translate(COPY_ESCAPES) for value in row)
 
 
 def _copy(conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -398,11 +424,8 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: list[tuple
     if not rows:
         return
     buffer = io.StringIO("\n".join(map(_copy_line, rows)) + "\n")
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:
         cursor.copy_expert(COPY_FROM_STDIN.format(Identifier(table), SQL(", ").join(map(Identifier, columns))), buffer)
-    finally:
-        cursor.close()
 
 
 PAGE_SIZE = 1000
@@ -414,9 +437,24 @@ def _values(
     """Many rows in one statement through psycopg2's ``execute_values``, inside the open transaction."""
     if not rows:
         return []
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:
         found = execute_values(cursor, statement, rows, template=template, page_size=PAGE_SIZE, fetch=fetch)
-    finally:
-        cursor.close()
     return list(found or [])
+
+
+@contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """psycopg2's own cursor on the transaction's connection, for COPY and ``execute_values``. SQLAlchemy does
+    not see its errors, so when the connection broke it is told here (``invalidate``): the pool then drops it,
+    and the retry starts on a fresh one."""
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        yield cursor
+    except psycopg2.Error:
+        if dbapi_connection.closed:
+            conn.invalidate()
+        raise
+    finally:
+        if not cursor.closed:
+            cursor.close()

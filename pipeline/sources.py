@@ -29,6 +29,7 @@ MEDIA_TYPES = {
     ".htm": "text/html",
 }
 MAX_FILE_BYTES = 10 * 1024 * 1024  # the same default as NEWSFLOW_FETCH_MAX_BYTES
+MAX_SIDECAR_BYTES = 64 * 1024
 
 
 class SourceError(ValueError):
@@ -71,7 +72,10 @@ def read_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
         size = path.stat().st_size
         if size > max_bytes:
             raise SourceError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-        body = path.read_bytes()
+        with path.open("rb") as stream:
+            body = stream.read(max_bytes + 1)  # the size may lie (a device, a growing file)
+        if len(body) > max_bytes:
+            raise SourceError(f"file is over the {max_bytes:,}-byte limit")
     except OSError as error:
         raise SourceError(f"cannot read file: {error.strerror or error}") from error
     if path.name.lower().endswith(".gz"):
@@ -97,6 +101,8 @@ def read_sidecar(path: Path) -> Mapping[str, str]:
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     if not sidecar.is_file():
         return {}
+    if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+        raise SourceError(f"metadata sidecar {sidecar.name} is over the {MAX_SIDECAR_BYTES:,}-byte limit")
     try:
         loaded = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:

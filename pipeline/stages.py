@@ -22,6 +22,7 @@ from pipeline.ingest import (
     load_batch,
     open_run,
 )
+from pipeline.loading import LoadFailure
 from pipeline.models import Document, RawDocument
 from pipeline.process import FactsError, Laid, lay_out
 from pipeline.settings import Settings
@@ -72,11 +73,12 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
                 _close_failed(run, raw_id, Failure(raw.source, "facts", str(document)))
             else:
                 loadable.append((raw_id, raw, document))
-    load_batch(run, [(raw.source, raw, document) for _, raw, document in loadable], force=force)
-    for raw_id, raw, _ in loadable:
-        article_id = run.summary.articles.get(raw.source)
-        problem = None if article_id is not None else "load failed (see ingest_errors)"
-        store.mark_processed(run.engine, raw_id, article_id=article_id, error=problem)
+    loaded = load_batch(run, [(raw.source, raw, document) for _, raw, document in loadable], force=force)
+    for (raw_id, _, _), result in zip(loadable, loaded, strict=True):
+        if isinstance(result, LoadFailure):
+            store.mark_processed(run.engine, raw_id, article_id=None, error=f"load: {result.error}")
+        else:
+            store.mark_processed(run.engine, raw_id, article_id=result.article_id)
 
 
 def _close_failed(run: Batch, raw_id: int, failure: Failure) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import random
 import shutil
 from pathlib import Path
 
@@ -99,29 +101,61 @@ def test_the_same_source_twice_in_one_batch_is_loaded_in_order(engine: sa.Engine
     assert count(engine, "articles") == 1
 
 
+@pytest.mark.parametrize("where", ["_insert_facts", "_copy"])
 def test_a_dropped_connection_mid_load_is_rolled_back_and_retried(
-    engine: sa.Engine, items: list[LoadItem], monkeypatch: pytest.MonkeyPatch, make_database: MakeDatabase
+    engine: sa.Engine,
+    items: list[LoadItem],
+    monkeypatch: pytest.MonkeyPatch,
+    make_database: MakeDatabase,
+    where: str,
 ) -> None:
-    """The backend is terminated (pg_terminate_backend) after the articles are written, before the facts."""
-    insert_facts = loading._insert_facts
+    """The backend is terminated (pg_terminate_backend) mid-transaction: before a statement SQLAlchemy sends
+    (``_insert_facts``) or before a COPY on the driver's own cursor (``_copy``)."""
+    real = getattr(loading, where)
     killed: list[int] = []
+    attempts: list[int] = []
 
-    def terminate_then_insert(conn: sa.Connection, documents: list[tuple[int, Document]]) -> None:
+    def terminate_then_continue(conn: sa.Connection, *args: object) -> None:
         if not killed:
-            pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))
-            killed.append(int(pid))
+            pid = int(conn.scalar(sa.text("SELECT pg_backend_pid()")) or 0)
+            killed.append(pid)
             with engine.connect() as other:
                 other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        insert_facts(conn, documents)
+        real(conn, *args)
 
-    monkeypatch.setattr(loading, "_insert_facts", terminate_then_insert)
+    write_batch = loading._write_batch
+    monkeypatch.setattr(loading, where, terminate_then_continue)
+    monkeypatch.setattr(loading, "_write_batch", lambda *a: attempts.append(1) or write_batch(*a))
     results = load_documents(engine, items, options(engine))
-    assert killed and all(isinstance(r, LoadResult) and r.status == "loaded" for r in results)
-    monkeypatch.setattr(loading, "_insert_facts", insert_facts)
+    assert killed and len(attempts) == 2, "one killed attempt, one retry of the whole batch"
+    assert all(isinstance(r, LoadResult) and r.status == "loaded" for r in results)
+    monkeypatch.undo()
     clean = create_engine(make_database())
     load_documents(clean, items, options(clean))
     assert content_digest(engine) == content_digest(clean)
     clean.dispose()
+
+
+def test_a_server_side_refusal_fails_that_document_alone(engine: sa.Engine, items: list[LoadItem]) -> None:
+    """A source over the btree index row limit: SQLSTATE 54000, which psycopg2 files under OperationalError,
+    yet the data's fault and not worth a retry."""
+    noise = base64.urlsafe_b64encode(random.Random(1).randbytes(8_000)).decode()  # incompressible
+    long_source = "https://example.com/" + noise
+    oversized = LoadItem(dataclasses.replace(items[1].raw, source=long_source), items[1].document)
+    results = load_documents(engine, [items[0], oversized, items[2]], options(engine))
+    assert isinstance(results[0], LoadResult) and isinstance(results[2], LoadResult)
+    assert isinstance(results[1], LoadFailure) and "index row" in results[1].error
+    assert count(engine, "articles") == 2
+
+
+def test_copy_escapes_backslashes_tabs_and_newlines(engine: sa.Engine, items: list[LoadItem]) -> None:
+    tricky = "Back\\slash \\N, tab\tand\r\nnewline"
+    document = items[0].document
+    section = dataclasses.replace(document.sections[0], heading=tricky)
+    item = LoadItem(items[0].raw, dataclasses.replace(document, sections=(section, *document.sections[1:])))
+    load_documents(engine, [item], options(engine))
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT heading FROM sections WHERE position = 0")) == tricky
 
 
 def test_an_unreachable_database_raises_instead_of_failing_documents(items: list[LoadItem]) -> None:

@@ -81,6 +81,8 @@ def _sql_built_from_variables(tree: ast.AST) -> Iterator[int]:
 
 
 def _is_built(node: ast.expr) -> bool:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return isinstance(node.func.value, ast.Constant)  # "... {} ...".format(x); sql.SQL(...).format is safe
     if isinstance(node, ast.JoinedStr):
         return any(isinstance(part, ast.FormattedValue) for part in node.values)
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mod, ast.Add)):
@@ -104,8 +106,11 @@ def test_sql_is_never_built_from_variables() -> None:
 
 
 def test_the_sql_check_catches_string_built_sql() -> None:
-    code = 'conn.execute(sa.text(f"SELECT * FROM t WHERE name = \'{name}\'"))\ncursor.execute("SELECT %s" % x)'
-    assert sorted(_sql_built_from_variables(ast.parse(code))) == [1, 2]
+    code = (
+        'conn.execute(sa.text(f"SELECT * FROM t WHERE name = \'{name}\'"))\ncursor.execute("SELECT %s" % x)\n'
+        'cursor.execute("SELECT * FROM {}".format(table))\ncursor.execute(SQL("SELECT {}").format(Identifier(t)))'
+    )
+    assert sorted(_sql_built_from_variables(ast.parse(code))) == [1, 2, 3]
 
 
 SECRET_PATTERNS = [

@@ -122,10 +122,15 @@ def metadata_strings(loaded: Mapping[object, object]) -> dict[str, str]:
     }
 
 
+SCALARS = (str, int, float, bool, date)
+
+
 def _as_text(value: object) -> str:
+    """A scalar as text, a list as its scalars joined; anything nested is dropped (YAML aliases could nest
+    a small file into an exponentially large string)."""
     if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
+        return ", ".join(str(item) for item in value if isinstance(item, SCALARS))
+    return str(value) if isinstance(value, SCALARS) else ""
 
 
 def parse_published(value: str | None) -> date | datetime | None:

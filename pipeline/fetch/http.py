@@ -261,7 +261,7 @@ class Fetcher:
         try:
             with self._client.stream("GET", origin + "/robots.txt") as response:
                 status = response.status_code
-                body = b"".join(response.iter_bytes())[:ROBOTS_MAX_BYTES] if status < 300 else b""
+                body = _read_at_most(response, ROBOTS_MAX_BYTES) if status < 300 else b""
         except httpx.TransportError:
             status, body = 503, b""
         if status >= 500:
@@ -271,6 +271,18 @@ class Fetcher:
         else:
             parser.parse([])
         return parser
+
+
+def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of a body, without reading the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def _content_type(value: str | None) -> tuple[str | None, str | None]:
