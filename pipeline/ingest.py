@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -31,6 +32,7 @@ from pipeline.settings import Settings
 from pipeline.sources import SourceError, expand_inputs, is_url, read_file
 
 Progress = Callable[[str], None]
+Key = TypeVar("Key")  # what a caller names its documents by: an input path or URL, a raw document id
 
 
 @dataclass(frozen=True)
@@ -196,17 +198,26 @@ def _ingest_batch(run: Batch, batch: list[str]) -> None:
             pending.append((value, *prepared))
     if not pending:
         return
-    loadable: list[tuple[str, RawDocument, Document]] = []
-    with compressing([raw for _, raw, _ in pending]):
-        documents = analyse_batch(run.settings, [laid for _, _, laid in pending])
-        for (value, raw, _), document in zip(pending, documents, strict=True):
-            if isinstance(document, FactsError):
-                _fail(run.engine, run.summary, Failure(raw.source, "facts", str(document)))
-            else:
-                loadable.append((value, raw, document))
+    loadable = analyse_pending(run, pending, lambda _value, failure: _fail(run.engine, run.summary, failure))
     load_batch(run, loadable)
     for _, raw, _ in pending:
         run.on_document(raw.source)
+
+
+def analyse_pending(
+    run: Batch, pending: list[tuple[Key, RawDocument, Laid]], on_failure: Callable[[Key, Failure], None]
+) -> list[tuple[Key, RawDocument, Document]]:
+    """Facts for a batch of laid-out documents (the raw pages compressed alongside), keyed as given; a
+    document whose facts fail goes to ``on_failure`` instead."""
+    loadable: list[tuple[Key, RawDocument, Document]] = []
+    with compressing([raw for _, raw, _ in pending]):
+        documents = analyse_batch(run.settings, [laid for _, _, laid in pending])
+        for (key, raw, _), document in zip(pending, documents, strict=True):
+            if isinstance(document, FactsError):
+                on_failure(key, Failure(raw.source, "facts", str(document)))
+            else:
+                loadable.append((key, raw, document))
+    return loadable
 
 
 @contextmanager

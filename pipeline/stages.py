@@ -17,14 +17,13 @@ from pipeline.ingest import (
     Batch,
     Failure,
     IngestSummary,
-    analyse_batch,
-    compressing,
+    analyse_pending,
     load_batch,
     open_run,
 )
 from pipeline.loading import LoadFailure
-from pipeline.models import Document, RawDocument
-from pipeline.process import FactsError, Laid, lay_out
+from pipeline.models import RawDocument
+from pipeline.process import Laid, lay_out
 from pipeline.settings import Settings
 
 DEFAULT_LIMIT = 1000
@@ -65,14 +64,7 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
             _close_failed(run, raw_id, Failure(raw.source, "extract", str(error)))
     if not laid:
         return
-    loadable: list[tuple[int, RawDocument, Document]] = []
-    with compressing([raw for _, raw, _ in laid]):
-        results = analyse_batch(run.settings, [item for _, _, item in laid])
-        for (raw_id, raw, _), document in zip(laid, results, strict=True):
-            if isinstance(document, FactsError):
-                _close_failed(run, raw_id, Failure(raw.source, "facts", str(document)))
-            else:
-                loadable.append((raw_id, raw, document))
+    loadable = analyse_pending(run, laid, lambda raw_id, failure: _close_failed(run, raw_id, failure))
     loaded = load_batch(run, [(raw.source, raw, document) for _, raw, document in loadable], force=force)
     for (raw_id, _, _), result in zip(loadable, loaded, strict=True):
         if isinstance(result, LoadFailure):
