@@ -238,14 +238,10 @@ class Fetcher:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.policy.max_bytes:
             raise FetchError(f"{url}: body of {int(declared):,} bytes is over the {self.policy.max_bytes:,}-byte limit")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.policy.max_bytes:
-                raise FetchError(f"{url}: body is over the {self.policy.max_bytes:,}-byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = _read_at_most(response, self.policy.max_bytes + 1)  # one byte over tells it is too large
+        if len(body) > self.policy.max_bytes:
+            raise FetchError(f"{url}: body is over the {self.policy.max_bytes:,}-byte limit")
+        return body
 
     def _robots_allow(self, url: str) -> bool:
         parts = urlsplit(url)
