@@ -143,12 +143,24 @@ def _write_batch(conn: Connection, items: Sequence[LoadItem], options: LoadOptio
     return [results[item.raw.source] for item in items]
 
 
+RAW_COLUMNS = ("source", "content_sha256", "media_type", "metadata", "body_gzip", "byte_size", "ingest_run_id")
+
+
+def raw_values(raw: RawDocument, run_id: int) -> dict[str, Any]:
+    """A ``raw_documents`` row, by column (``metadata`` as JSON text, for a ``CAST(... AS jsonb)``)."""
+    return {
+        "source": raw.source,
+        "content_sha256": raw.content_sha256,
+        "media_type": raw.media_type,
+        "metadata": json_text(dict(raw.metadata)),
+        "body_gzip": raw.body_gzip,
+        "byte_size": len(raw.body),
+        "ingest_run_id": run_id,
+    }
+
+
 def _store_raw(conn: Connection, raws: list[RawDocument], run_id: int) -> dict[tuple[str, str], int]:
-    rows = [
-        (r.source, r.content_sha256, r.media_type, json_text(dict(r.metadata)), r.body_gzip,
-         len(r.body), run_id)
-        for r in raws
-    ]  # fmt: skip
+    rows = [_in_order(raw_values(raw, run_id), RAW_COLUMNS) for raw in raws]
     statement = (
         "INSERT INTO raw_documents (source, content_sha256, media_type, metadata, body_gzip, byte_size, "
         "ingest_run_id, processed_at) VALUES %s "
@@ -192,7 +204,7 @@ INSERT_ARTICLES = (
 
 def _claim_articles(conn: Connection, articles: list[dict[str, Any]], force: bool) -> dict[str, tuple[int, LoadStatus]]:
     """Insert new articles; lock the existing ones and update those whose content changed."""
-    rows = [tuple(values[c] for c in ARTICLE_COLUMNS) for values in articles]
+    rows = [_in_order(values, ARTICLE_COLUMNS) for values in articles]
     claimed: dict[str, tuple[int, LoadStatus]] = {
         source: (int(ident), "loaded") for source, ident in _values(conn, INSERT_ARTICLES, rows, fetch=True)
     }
@@ -388,6 +400,10 @@ def _fact_rows(
             for c in facts.claims
         ],
     }
+
+
+def _in_order(values: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(values[column] for column in columns)
 
 
 def _first_per_key(rows: Iterable[tuple[Any, ...]], key: tuple[int, ...]) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.loading import json_text
+from pipeline.loading import raw_values
 from pipeline.models import RawDocument
 
 
@@ -85,24 +85,12 @@ def stage_raw(engine: Engine, raw: RawDocument, *, run_id: int) -> int | None:
         staged = conn.scalar(
             sa.text(
                 "INSERT INTO raw_documents (source, content_sha256, media_type, metadata, body_gzip, byte_size, "
-                "ingest_run_id) VALUES (:source, :sha, :media, CAST(:meta AS jsonb), :body, :size, :run) "
-                "ON CONFLICT (source, content_sha256) DO NOTHING RETURNING id"
+                "ingest_run_id) VALUES (:source, :content_sha256, :media_type, CAST(:metadata AS jsonb), :body_gzip, "
+                ":byte_size, :ingest_run_id) ON CONFLICT (source, content_sha256) DO NOTHING RETURNING id"
             ),
-            _raw_values(raw, run_id),
+            raw_values(raw, run_id),
         )
     return int(staged) if staged is not None else None
-
-
-def _raw_values(raw: RawDocument, run_id: int) -> dict[str, Any]:
-    return {
-        "source": raw.source,
-        "sha": raw.content_sha256,
-        "media": raw.media_type,
-        "meta": json_text(dict(raw.metadata)),
-        "body": raw.body_gzip,
-        "size": len(raw.body),
-        "run": run_id,
-    }
 
 
 def pending_raw(engine: Engine, *, limit: int) -> list[tuple[int, RawDocument]]:
