@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline import ingest as ingest_module  # noqa: E402
+from pipeline import loading  # noqa: E402
 from pipeline.database import create_engine, embedded_database_url  # noqa: E402
 from pipeline.extract import extract  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
@@ -104,18 +105,15 @@ def floors(settings: Settings, paths: list[Path], admin_url: str, loaded_url: st
 
 # Every table the load stage writes, in foreign-key order, with the columns it sends (not generated ones).
 LOADED_TABLES = {
-    "ingest_runs": "id, trigger, started_at, status",
-    "raw_documents": "id, source, content_sha256, media_type, metadata, body_gzip, byte_size, ingest_run_id",
-    "articles": "id, source, url, title, author, published_at, language, site_name, content_hash, "
-    "raw_document_id, text, extractor_version, ingest_run_id",
-    "sections": "id, article_id, position, heading, start_offset, end_offset, body",
-    "entities": "id, key, type, name",
-    "entity_mentions": "article_id, section_id, entity_id, start_offset, end_offset, mention",
-    "quotes": "article_id, section_id, kind, quote, start_offset, end_offset, speaker, speaker_entity_id, "
-    "speaker_text, cue",
-    "dates": "article_id, section_id, mention, start_offset, end_offset, value, granularity, value_start",
-    "quantities": "article_id, section_id, mention, start_offset, end_offset, value, unit, noun",
-    "claims": "article_id, section_id, actor, actor_entity_id, predicate, object, start_offset, end_offset",
+    table: ", ".join(columns)
+    for table, columns in {
+        "ingest_runs": ("id", "trigger", "started_at", "status"),
+        "raw_documents": ("id", *loading.RAW_COLUMNS),
+        "articles": ("id", *loading.ARTICLE_COLUMNS),
+        "sections": loading.SECTION_COLUMNS,
+        "entities": ("id", "key", "type", "name"),
+        **loading.FACT_COLUMNS,
+    }.items()
 }
 
 
