@@ -36,12 +36,11 @@ sys.path.insert(0, str(ROOT))
 from pipeline import ingest as ingest_module  # noqa: E402
 from pipeline import loading  # noqa: E402
 from pipeline.database import create_engine, embedded_database_url  # noqa: E402
-from pipeline.extract import extract  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
 from pipeline.migrate import apply_migrations  # noqa: E402
 from pipeline.nlp import load_model  # noqa: E402
 from pipeline.parallel import ingest_parallel  # noqa: E402
-from pipeline.process import NLP_BATCH_SIZE, lay_out  # noqa: E402
+from pipeline.process import NLP_BATCH_SIZE, extract_and_lay_out  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.sources import read_file  # noqa: E402
 
@@ -94,7 +93,7 @@ def floors(settings: Settings, paths: list[Path], admin_url: str, loaded_url: st
     for page in pages:
         trafilatura.extract(page)
     extract_seconds = time.perf_counter() - started
-    texts = [lay_out(str(p), extract(read_file(p)), plain_text=p.suffix == ".txt").text for p in paths]
+    texts = [extract_and_lay_out(read_file(p)).text for p in paths]
     nlp = load_model(settings.spacy_model)
     started = time.perf_counter()
     for _ in nlp.pipe(texts, batch_size=NLP_BATCH_SIZE):

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import trafilatura
 
-from pipeline.extract import ExtractError, extract
+from pipeline.extract import ExtractError
 from pipeline.nlp import load_model
-from pipeline.process import NLP_BATCH_SIZE, FactsError, Laid, lay_out, process_batch
+from pipeline.process import NLP_BATCH_SIZE, FactsError, Laid, extract_and_lay_out, process_batch
 from pipeline.settings import Settings
 from pipeline.shingles import f1_of_averages, score_page
 from pipeline.sources import SourceError, read_file
@@ -54,8 +54,7 @@ def laid_corpus(paths: Iterable[Path]) -> list[Laid]:
     laid: list[Laid] = []
     for path in paths:
         try:
-            raw = read_file(path)
-            laid.append(lay_out(str(path), extract(raw), plain_text=raw.media_type == "text/plain"))
+            laid.append(extract_and_lay_out(read_file(path), source=str(path)))
         except (SourceError, ExtractError, gzip.BadGzipFile):
             continue
     return laid
@@ -117,8 +116,7 @@ def _score_line(name: str, score: tuple[float, float, float], seconds: float) ->
 def _pipeline_text(path: Path) -> str:
     """The ``text`` field ``newsflow extract`` prints for this page ("" when it fails)."""
     try:
-        raw = read_file(path)
-        return lay_out(str(path), extract(raw), plain_text=False).text
+        return extract_and_lay_out(read_file(path), source=str(path)).text
     except (SourceError, ExtractError):
         return ""
 

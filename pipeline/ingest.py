@@ -20,14 +20,14 @@ from sqlalchemy.engine import Engine
 
 import pipeline
 from pipeline import store
-from pipeline.extract import ExtractError, extract
+from pipeline.extract import ExtractError
 from pipeline.facts.gazetteer import load_known_people
 from pipeline.fetch import Fetcher, FetchError, FetchPolicy
 from pipeline.fetch.pages import fetch_page
 from pipeline.loading import LoadFailure, LoadItem, LoadOptions, LoadResult, load_documents
 from pipeline.models import Document, RawDocument
 from pipeline.nlp import load_model
-from pipeline.process import FactsError, Laid, lay_out, process_batch
+from pipeline.process import FactsError, Laid, extract_and_lay_out, process_batch
 from pipeline.settings import Settings
 from pipeline.sources import SourceError, expand_inputs, is_url, read_file
 
@@ -257,11 +257,10 @@ def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
         summary.articles[value] = unchanged
         return None
     try:
-        extracted = extract(raw)
+        return raw, extract_and_lay_out(raw)
     except ExtractError as error:
         _fail(engine, summary, Failure(raw.source, "extract", str(error)))
         return None
-    return raw, lay_out(raw.source, extracted, plain_text=raw.media_type == "text/plain")
 
 
 def load_batch(
@@ -324,8 +323,7 @@ def _extract_documents(
 
 def _extract_one(value: str, fetcher: Fetcher) -> Laid | Failure:
     try:
-        raw = read_input(value, fetcher)
-        return lay_out(value, extract(raw), plain_text=raw.media_type == "text/plain")
+        return extract_and_lay_out(read_input(value, fetcher), source=value)
     except SourceError as error:
         return Failure(value, "read", str(error))
     except FetchError as error:

@@ -12,9 +12,10 @@ from datetime import date, datetime
 
 from spacy.language import Language
 
+from pipeline.extract import extract
 from pipeline.facts import analyse
 from pipeline.facts.gazetteer import KnownPeople
-from pipeline.models import Document, Extracted, Facts, Outline, Section
+from pipeline.models import Document, Extracted, Facts, Outline, RawDocument, Section
 from pipeline.sections import layout, mark_plain_headings
 
 NLP_BATCH_SIZE = 16
@@ -34,6 +35,12 @@ def lay_out(source: str, extracted: Extracted, *, plain_text: bool) -> Laid:
     blocks = mark_plain_headings(extracted.blocks) if plain_text else extracted.blocks
     text, sections = layout(blocks)
     return Laid(source=source, extracted=extracted, text=text, sections=sections)
+
+
+def extract_and_lay_out(raw: RawDocument, *, source: str | None = None) -> Laid:
+    """Extract a raw document and lay it out; plain text also gets its headings found by their shape.
+    Raises ``ExtractError``."""
+    return lay_out(source or raw.source, extract(raw), plain_text=raw.media_type == "text/plain")
 
 
 class FactsError(RuntimeError):

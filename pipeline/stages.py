@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from pipeline import store
-from pipeline.extract import ExtractError, extract
+from pipeline.extract import ExtractError
 from pipeline.ingest import (
     Batch,
     Failure,
@@ -23,7 +23,7 @@ from pipeline.ingest import (
 )
 from pipeline.loading import LoadFailure
 from pipeline.models import RawDocument
-from pipeline.process import Laid, lay_out
+from pipeline.process import Laid, extract_and_lay_out
 from pipeline.settings import Settings
 
 DEFAULT_LIMIT = 1000
@@ -59,7 +59,7 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
     for raw_id, raw in documents:
         run.summary.seen += 1
         try:
-            laid.append((raw_id, raw, lay_out(raw.source, extract(raw), plain_text=raw.media_type == "text/plain")))
+            laid.append((raw_id, raw, extract_and_lay_out(raw)))
         except ExtractError as error:
             _close_failed(run, raw_id, Failure(raw.source, "extract", str(error)))
     if not laid:
