@@ -174,8 +174,7 @@ def _stage(run: Batch, value: str) -> None:
     try:
         raw = read_input(value, run.fetcher)
     except (SourceError, FetchError) as error:
-        stage = "fetch" if isinstance(error, FetchError) else "read"
-        _fail(run.engine, run.summary, Failure(value, stage, str(error)))
+        _fail(run.engine, run.summary, input_failure(value, error))
         return
     finally:
         run.on_document(value)
@@ -245,11 +244,8 @@ def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
     engine, summary = run.engine, run.summary
     try:
         raw = read_input(value, run.fetcher)
-    except SourceError as error:
-        _fail(engine, summary, Failure(value, "read", str(error)))
-        return None
-    except FetchError as error:
-        _fail(engine, summary, Failure(value, "fetch", str(error)))
+    except (SourceError, FetchError) as error:
+        _fail(engine, summary, input_failure(value, error))
         return None
     unchanged = store.find_unchanged(engine, raw)
     if unchanged is not None:
@@ -259,7 +255,7 @@ def _prepare(run: Batch, value: str) -> tuple[RawDocument, Laid] | None:
     try:
         return raw, extract_and_lay_out(raw)
     except ExtractError as error:
-        _fail(engine, summary, Failure(raw.source, "extract", str(error)))
+        _fail(engine, summary, input_failure(raw.source, error))
         return None
 
 
@@ -293,6 +289,12 @@ def _count(run: Batch, value: str, raw: RawDocument, document: Document, result:
     summary.quotes += len(document.facts.quotes)
 
 
+def input_failure(source: str, error: SourceError | FetchError | ExtractError) -> Failure:
+    """The failure of reading, fetching or extracting one input, named by its stage."""
+    stage = "read" if isinstance(error, SourceError) else "fetch" if isinstance(error, FetchError) else "extract"
+    return Failure(source, stage, str(error))
+
+
 def _fail(engine: Engine, summary: IngestSummary, failure: Failure) -> None:
     summary.failures.append(failure)
     store.record_error(engine, run_id=summary.run_id, source=failure.source, stage=failure.stage, error=failure.error)
@@ -324,12 +326,8 @@ def _extract_documents(
 def _extract_one(value: str, fetcher: Fetcher) -> Laid | Failure:
     try:
         return extract_and_lay_out(read_input(value, fetcher), source=value)
-    except SourceError as error:
-        return Failure(value, "read", str(error))
-    except FetchError as error:
-        return Failure(value, "fetch", str(error))
-    except ExtractError as error:
-        return Failure(value, "extract", str(error))
+    except (SourceError, FetchError, ExtractError) as error:
+        return input_failure(value, error)
 
 
 def batches(values: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -18,6 +18,7 @@ from pipeline.ingest import (
     Failure,
     IngestSummary,
     analyse_pending,
+    input_failure,
     load_batch,
     open_run,
 )
@@ -61,7 +62,7 @@ def _process(run: Batch, documents: list[tuple[int, RawDocument]], *, force: boo
         try:
             laid.append((raw_id, raw, extract_and_lay_out(raw)))
         except ExtractError as error:
-            _close_failed(run, raw_id, Failure(raw.source, "extract", str(error)))
+            _close_failed(run, raw_id, input_failure(raw.source, error))
     if not laid:
         return
     loadable = analyse_pending(run, laid, lambda raw_id, failure: _close_failed(run, raw_id, failure))
