@@ -38,8 +38,8 @@ eval: install
 # Prints figures on the benchmark pages in ../shared: extraction F1 and speed, the facts stage's speed, then
 # throughput, workers, re-ingest and memory against the stage floors (docs/benchmarks.md).
 bench: install
-	$(BIN)/python -m pipeline.benchmark extraction
-	$(BIN)/python -m pipeline.benchmark facts
+	$(BIN)/python -m pipeline.quality.benchmark extraction
+	$(BIN)/python -m pipeline.quality.benchmark facts
 	$(BIN)/python bench/run.py
 
 # 10,000 documents made unique from the benchmark pages, 2 workers: errors and memory over a long run
@@ -61,6 +61,7 @@ airflow: install
 lint: install
 	$(BIN)/ruff check pipeline tests dags bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 lock: install
 	@{ echo "# Every resolved version, from 'make lock' (pip freeze of a working .venv). Install with -c."; \

@@ -18,17 +18,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook, Metadata, dag, task
+from airflow.sdk import Metadata, dag, task
+from newsflow_common import RAW_DOCUMENTS, settings
 
 FETCH_DOC = "Poll one batch of feeds and fetch their new entries into the raw store; returns the counts."
-RAW_DOCUMENTS = Asset("newsflow_raw_documents", uri="newsflow://raw_documents")
-
-
-def _settings() -> Any:
-    """Pipeline settings, with the ``newsflow_db`` connection's URL when that connection is set."""
-    from pipeline.jobs import settings_for
-
-    return settings_for(lambda: BaseHook.get_connection("newsflow_db").get_uri())
 
 
 @dag(
@@ -45,16 +38,16 @@ def news_daily() -> None:
     @task
     def plan_batches() -> list[list[str]]:
         """Read the feed list and cut it into batches, one mapped fetch task each."""
-        from pipeline.jobs import feed_batches
+        from pipeline.tasks import feed_batches
 
-        return feed_batches(_settings())
+        return feed_batches(settings())
 
     @task(max_active_tis_per_dagrun=4, doc_md=FETCH_DOC)
     def fetch_feed_batch(feed_urls: list[str]) -> dict[str, int]:
         """Poll these feeds and fetch their new entries into the raw store; returns the counts."""
-        from pipeline.jobs import fetch_feeds
+        from pipeline.tasks import fetch_feeds
 
-        return fetch_feeds(_settings(), feed_urls, trigger="news_daily")
+        return fetch_feeds(settings(), feed_urls, trigger="news_daily")
 
     @task(outlets=[RAW_DOCUMENTS])
     def announce_fetched(counts: list[dict[str, int]]) -> Any:

@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from airflow.providers.standard.triggers.file import FileDeleteTrigger
-from airflow.sdk import Asset, AssetWatcher, BaseHook, Metadata, dag, task
+from airflow.sdk import Asset, AssetWatcher, Metadata, dag, task
+from newsflow_common import FACTS, settings
 
 from pipeline.settings import Settings
 
-FACTS = Asset("newsflow_facts", uri="newsflow://facts")
 DOORBELL = Settings.from_env().inbox_dir / ".ring"
 INBOX = Asset(
     "newsflow_inbox",
@@ -30,13 +30,6 @@ INBOX = Asset(
         AssetWatcher(name="newsflow_inbox_doorbell", trigger=FileDeleteTrigger(filepath=str(DOORBELL), poke_interval=5))
     ],
 )
-
-
-def _settings() -> Any:
-    """Pipeline settings, with the ``newsflow_db`` connection's URL when that connection is set."""
-    from pipeline.jobs import settings_for
-
-    return settings_for(lambda: BaseHook.get_connection("newsflow_db").get_uri())
 
 
 @dag(
@@ -52,10 +45,10 @@ def news_events() -> None:
     @task(outlets=[FACTS])
     def drain_inbox() -> Any:
         """Ingest every file and URL list in the inbox, then move each to processed/ or failed/."""
-        from pipeline.jobs import drain_inbox as drain
+        from pipeline.tasks import drain_inbox as drain
 
-        settings = _settings()
-        counts = drain(settings, settings.inbox_dir, trigger="news_events")
+        newsflow = settings()
+        counts = drain(newsflow, newsflow.inbox_dir, trigger="news_events")
         yield Metadata(FACTS, extra=counts)
 
     drain_inbox()

@@ -14,18 +14,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook, Metadata, dag, task
-
-RAW_DOCUMENTS = Asset("newsflow_raw_documents", uri="newsflow://raw_documents")
-FACTS = Asset("newsflow_facts", uri="newsflow://facts")
-
-
-def _settings() -> Any:
-    """Pipeline settings, with the ``newsflow_db`` connection's URL when that connection is set."""
-    from pipeline.jobs import settings_for
-
-    return settings_for(lambda: BaseHook.get_connection("newsflow_db").get_uri())
-
+from airflow.sdk import Metadata, dag, task
+from newsflow_common import FACTS, RAW_DOCUMENTS, settings
 
 PROCESS_LIMIT = 5000
 log = logging.getLogger(__name__)
@@ -45,12 +35,12 @@ def news_process() -> None:
     @task(outlets=[FACTS])
     def process_pending_documents(triggering_asset_events: Any = None) -> Any:
         """Turn staged documents into articles, sections and facts; publish the counts."""
-        from pipeline.jobs import process
+        from pipeline.tasks import process
 
         for asset, events in (triggering_asset_events or {}).items():
             for event in events:
                 log.info("woken by %s: %s", getattr(asset, "name", asset), event.extra)
-        counts = process(_settings(), limit=PROCESS_LIMIT, trigger="news_process")
+        counts = process(settings(), limit=PROCESS_LIMIT, trigger="news_process")
         log.info("processed: %s", counts)
         yield Metadata(FACTS, extra=counts)
 

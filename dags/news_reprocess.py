@@ -11,16 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Asset, BaseHook, Metadata, Param, dag, task
-
-FACTS = Asset("newsflow_facts", uri="newsflow://facts")
-
-
-def _settings() -> Any:
-    """Pipeline settings, with the ``newsflow_db`` connection's URL when that connection is set."""
-    from pipeline.jobs import settings_for
-
-    return settings_for(lambda: BaseHook.get_connection("newsflow_db").get_uri())
+from airflow.sdk import Metadata, Param, dag, task
+from newsflow_common import FACTS, settings
 
 
 @dag(
@@ -36,9 +28,9 @@ def news_reprocess() -> None:
     @task(outlets=[FACTS])
     def rederive_facts(params: Any = None) -> Any:
         """Re-extract stored raw documents and replace their facts."""
-        from pipeline.jobs import reprocess_articles
+        from pipeline.tasks import reprocess_articles
 
-        counts = reprocess_articles(_settings(), list((params or {}).get("sources") or []), trigger="news_reprocess")
+        counts = reprocess_articles(settings(), list((params or {}).get("sources") or []), trigger="news_reprocess")
         yield Metadata(FACTS, extra=counts)
 
     rederive_facts()

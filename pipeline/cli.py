@@ -1,13 +1,15 @@
 """The ``newsflow`` command line: a thin shell over the pipeline package.
 
 Exit status: 0 when every document succeeded, 1 when some failed (the rest
-are still loaded), 2 for usage errors, 3 when the database cannot be used.
+are still loaded), 2 for usage errors, 3 when something systemic stopped the run
+(the database cannot be used, the disk is full, the model is missing).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
 from functools import partial
@@ -20,23 +22,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from pipeline import report
-from pipeline.database import (
-    DatabaseUnavailableError,
-    check_connection,
-    create_engine,
-    database_url,
-    libpq_url,
-    psql_command,
-)
-from pipeline.evaluation import evaluate, failed_targets, load_gold, total
-from pipeline.feeding import ingest_feeds
-from pipeline.fetch.feeds import FeedListError, read_feed_list
-from pipeline.ingest import Failure, IngestSummary, extract_documents, ingest
-from pipeline.migrate import apply_migrations
-from pipeline.parallel import ingest_parallel
+from pipeline.db.engine import check_connection, create_engine, database_url, libpq_url, psql_command
+from pipeline.db.migrations import apply_migrations
+from pipeline.errors import SystemicError
+from pipeline.ingest import RunSummary, extract_documents, ingest
+from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.parallel import ingest_parallel
+from pipeline.models import Document, Failure
+from pipeline.quality import report
+from pipeline.quality.evaluation import evaluate, failed_targets, load_gold, total
 from pipeline.settings import Settings
 from pipeline.sources import expand_inputs
+from pipeline.sources.feeds import FeedListError, read_feed_list
 
 EXIT_SOME_FAILED = 1
 EXIT_DATABASE = 3
@@ -68,7 +65,29 @@ def ingest_command(
     feed_urls = [*(feed or []), *(_feed_list(settings) if feeds else [])]
     sources = list(expand_inputs(inputs or ([] if feed_urls else [str(settings.seeds_dir)])))
     engine = _ready_engine(settings)
-    summaries = []
+    summaries: list[RunSummary] = []
+    try:
+        _run_ingest(settings, engine, sources, feed_urls, workers, summaries)
+    except SystemicError as error:
+        for summary in summaries:
+            _print_summary(summary)
+        console.print(f"[red]stopped:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_DATABASE) from error
+    for summary in summaries:
+        _print_summary(summary)
+    console.print(f"Look at the data: {psql_command(database_url(settings))}", soft_wrap=True, highlight=False)
+    if any(summary.failed for summary in summaries):
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _run_ingest(
+    settings: Settings,
+    engine: Engine,
+    sources: list[str],
+    feed_urls: list[str],
+    workers: int,
+    summaries: list[RunSummary],
+) -> None:
     with _progress() as progress:
         if feed_urls:
             task = progress.add_task("polling feeds", total=None)
@@ -80,11 +99,6 @@ def ingest_command(
                 summaries.append(ingest_parallel(settings, engine, sources, workers=workers, on_batch=advance))
             else:
                 summaries.append(ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task)))
-    for summary in summaries:
-        _print_summary(summary)
-    console.print(f"Look at the data: {psql_command(database_url(settings))}", soft_wrap=True, highlight=False)
-    if any(summary.failed for summary in summaries):
-        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def _feed_list(settings: Settings) -> list[str]:
@@ -106,9 +120,20 @@ def extract_command(
 ) -> None:
     """Print the Document JSON of each input, in input order; no database needed."""
     anchor = _parse_anchor(published)
-    failed = 0
     indent = 2 if output_format is OutputFormat.json else None
-    for item in extract_documents(Settings.from_env(), inputs, anchor=anchor):
+    try:
+        failed = _print_documents(extract_documents(Settings.from_env(), inputs, anchor=anchor), anchor, indent)
+    except SystemicError as error:
+        console.print(f"[red]stopped:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_DATABASE) from error
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _print_documents(items: Iterable[Document | Failure], anchor: date | None, indent: int | None) -> int:
+    """Write each document's JSON (or its error) as it comes; the number that failed."""
+    failed = 0
+    for item in items:
         if isinstance(item, Failure):
             failed += 1
             payload = {"source": item.source, "error": f"{item.stage}: {item.error}"}
@@ -117,8 +142,7 @@ def extract_command(
             if payload["published_at"] is None and anchor is not None:
                 payload["published_at"] = anchor.isoformat()
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=indent) + "\n")
-    if failed:
-        raise typer.Exit(EXIT_SOME_FAILED)
+    return failed
 
 
 @app.command("evaluate")
@@ -162,7 +186,7 @@ def _ready_engine(settings: Settings, *, announce: bool = False) -> Engine:
     try:
         check_connection(engine)
         applied = apply_migrations(url, settings.sql_dir)
-    except DatabaseUnavailableError as error:
+    except SystemicError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_DATABASE) from error
     if applied or announce:
@@ -190,7 +214,7 @@ def _progress() -> Progress:
     )
 
 
-def _print_summary(summary: IngestSummary) -> None:
+def _print_summary(summary: RunSummary) -> None:
     table = Table(title=f"ingest run {summary.run_id}")
     for column in ("documents", "new", "replaced", "unchanged", "failed", "sections", "entities", "quotes"):
         table.add_column(column, justify="right")

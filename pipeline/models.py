@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
+import unicodedata
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 BlockKind = Literal["heading", "paragraph", "quote", "item"]
@@ -41,6 +44,35 @@ class RawDocument:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """Why one document did not make it: its source, the stage it failed at, and a one-line reason."""
+
+    source: str
+    stage: str
+    error: str
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    link: str
+    title: str | None
+    entry_id: str
+
+
+@dataclass(frozen=True)
+class FeedPoll:
+    """What one poll found: ``not_modified`` on 304; ``problem`` is feedparser's reason for a malformed feed."""
+
+    url: str
+    not_modified: bool
+    entries: tuple[FeedEntry, ...] = ()
+    etag: str | None = None
+    last_modified: str | None = None
+    title: str | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class Block:
     """One paragraph-level unit of the article body."""
 
@@ -70,27 +102,36 @@ class Section:
     end: int
 
 
-def section_at(sections: tuple[Section, ...], offset: int) -> int:
-    """Position of the last section starting at or before ``offset`` (0 when none does)."""
-    position = 0
-    for section in sections:
-        if section.start <= offset:
-            position = section.position
-    return position
-
-
 @dataclass(frozen=True)
 class Outline:
-    """The sections of a laid-out text, for the facts stage: which section an offset is in."""
+    """The sections of a laid-out text: which section an offset is in, by binary search over their starts
+    (a text may have many thousand sections, and every fact asks)."""
 
     sections: tuple[Section, ...]
 
+    @cached_property
+    def starts(self) -> list[int]:
+        return [section.start for section in self.sections]
+
     def position_at(self, offset: int) -> int:
-        return section_at(self.sections, offset)
+        """Position of the last section starting at or before ``offset`` (0 when none does)."""
+        index = bisect_right(self.starts, offset) - 1
+        return self.sections[index].position if index >= 0 else 0
 
     def in_body(self, offset: int) -> bool:
         """False on heading lines, which sit between the sections' body spans."""
-        return any(section.start <= offset < section.end for section in self.sections)
+        index = bisect_right(self.starts, offset) - 1
+        return index >= 0 and self.sections[index].start <= offset < self.sections[index].end
+
+
+@dataclass(frozen=True)
+class Laid:
+    """An extracted document laid out as one text with its sections, ready for the facts stage."""
+
+    source: str
+    extracted: Extracted
+    text: str
+    sections: tuple[Section, ...]
 
 
 @dataclass(frozen=True)
@@ -172,9 +213,13 @@ class Document:
     url: str | None = None
     site_name: str | None = None
 
+    @cached_property
+    def outline(self) -> Outline:
+        return Outline(self.sections)
+
     def section_of(self, offset: int) -> int:
         """Position of the section whose span contains ``offset`` (nearest before it)."""
-        return section_at(self.sections, offset)
+        return self.outline.position_at(offset)
 
     def to_json(self) -> dict[str, Any]:
         published = self.published_at.isoformat() if self.published_at else None
@@ -198,3 +243,12 @@ class Document:
 
 def _entity_json(entity: Entity) -> dict[str, Any]:
     return {"name": entity.name, "type": entity.type, "mentions": [asdict(m) for m in entity.mentions]}
+
+
+@lru_cache(maxsize=65536)
+def name_key(name: str) -> str:
+    """The normalised key entities are shared by across articles: no accents, case or punctuation."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    ascii_only = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    words = re.findall(r"[\w]+", ascii_only.casefold())
+    return " ".join(words)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.models import Block, Section
+from pipeline.models import Block, Extracted, Laid, Section
 
 PARAGRAPH_SEPARATOR = "\n\n"
 HEADING_MAX_WORDS = 12
@@ -23,6 +23,13 @@ CREDIT_START = re.compile(r"(?:by|photos?|images?|sources?|credits?|video|watch|
 SENTENCE_END = (".", "!", "?", "”", '"', "’", ")")
 MINOR_WORDS = frozenset("a an and as at but by for from in into nor of on or per the to vs via with over under".split())
 WORD = re.compile(r"[^\W\d_][\w’'\-]*")
+
+
+def lay_out(source: str, extracted: Extracted, *, plain_text: bool) -> Laid:
+    """The document as one text with its sections; plain text also gets its headings found by their shape."""
+    blocks = mark_plain_headings(extracted.blocks) if plain_text else extracted.blocks
+    text, sections = layout(blocks)
+    return Laid(source=source, extracted=extracted, text=text, sections=sections)
 
 
 def mark_plain_headings(blocks: tuple[Block, ...]) -> tuple[Block, ...]:

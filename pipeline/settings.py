@@ -37,6 +37,9 @@ class Settings:
     inbox_path: Path | None = None
     feed_max_entries: int = 200
     batch_size: int = 32  # documents per nlp.pipe pass and per load transaction
+    document_seconds: float = 60.0  # time budget of one document's extraction, and of its analysis
+    quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
+    claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
 
     @property
     def sql_dir(self) -> Path:
@@ -76,4 +79,7 @@ class Settings:
             inbox_path=Path(inbox) if (inbox := env.get("NEWSFLOW_INBOX")) else None,
             feed_max_entries=max(1, int(env.get("NEWSFLOW_FEED_MAX_ENTRIES") or 200)),
             batch_size=max(1, int(env.get("NEWSFLOW_BATCH_SIZE") or 32)),
+            document_seconds=float(env.get("NEWSFLOW_DOCUMENT_SECONDS") or 60),
+            quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),
+            claim_lease_seconds=float(env.get("NEWSFLOW_CLAIM_LEASE_SECONDS") or 3600),
         )

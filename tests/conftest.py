@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from pipeline.database import create_engine, embedded_database_url, normalise_url
-from pipeline.migrate import apply_migrations
-from pipeline.nlp import load_model
+from pipeline.db.engine import create_engine, embedded_database_url, normalise_url
+from pipeline.db.migrations import apply_migrations
+from pipeline.facts.model import load_model
 from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.digest import content_digest
+from pipeline.db.digest import content_digest
 
 from .conftest import BENCHMARK, SEED
 

@@ -25,8 +25,8 @@ BIN = Path(sys.executable).parent
 
 INSPECT = """
 import json
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder={dags!r})
+from airflow.dag_processing.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder={dags!r}, bundle_path=__import__("pathlib").Path({dags!r}))
 def documented(task):
     return bool(getattr(task, "doc_md", None) or getattr(task, "partial_kwargs", {{}}).get("doc_md"))
 print(json.dumps({{
@@ -39,8 +39,8 @@ print(json.dumps({{
 
 RUN = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder={dags!r})
+from airflow.dag_processing.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder={dags!r}, bundle_path=__import__("pathlib").Path({dags!r}))
 states = {{}}
 for dag_id in sys.argv[1:]:
     run = bag.get_dag(dag_id).test()
@@ -108,13 +108,14 @@ def test_news_daily_then_news_process_load_a_local_feed(
 
 
 EVENT = """
-import asyncio, importlib.util, json
-from airflow.dag_processing.dagbag import DagBag
+import asyncio, importlib.util, json, sys
+from airflow.dag_processing.dagbag import BundleDagBag
+sys.path.append({dags!r})  # as Airflow puts the bundle's folder on the path for its DAG files
 spec = importlib.util.spec_from_file_location("news_events_file", {dags!r} + "/news_events.py")
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 [watcher] = module.INBOX.watchers
-dag = DagBag(dag_folder={dags!r}).get_dag("news_events")
+dag = BundleDagBag(dag_folder={dags!r}, bundle_path=__import__("pathlib").Path({dags!r})).get_dag("news_events")
 
 async def first_event():
     async for event in watcher.trigger.run():

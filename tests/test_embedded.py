@@ -11,7 +11,7 @@ import pytest
 SCRIPT = """
 import sys
 from pathlib import Path
-from pipeline.database import embedded_database_url
+from pipeline.db.engine import embedded_database_url
 import sqlalchemy as sa
 url = embedded_database_url(Path(sys.argv[1]))
 engine = sa.create_engine(url)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation import (
+from pipeline.quality.evaluation import (
     Score,
     failed_targets,
     load_gold,

@@ -9,8 +9,9 @@ import pytest
 
 from pipeline.extract import extract
 from pipeline.models import Document
-from pipeline.process import lay_out, process_batch
-from pipeline.sources import read_file
+from pipeline.facts.batch import Analyser
+from pipeline.sections import lay_out
+from pipeline.sources.files import read_file
 
 from .conftest import SEED
 
@@ -23,7 +24,9 @@ def normalise(text: str) -> str:
 @pytest.fixture(scope="module")
 def seed_document(nlp: Any) -> Document:
     raw = read_file(SEED)
-    return next(process_batch(nlp, [lay_out(raw.source, extract(raw), plain_text=True)]))
+    laid = lay_out(raw.source, extract(raw), plain_text=True)
+    analyser = Analyser(nlp)
+    return analyser.document(laid, next(analyser.parse([laid.text])))
 
 
 def test_sections_match_gold(seed_document: Document, gold: dict[str, Any]) -> None:

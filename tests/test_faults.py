@@ -22,14 +22,14 @@ import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 
-from pipeline import stages
-from pipeline.database import create_engine
-from pipeline.digest import content_digest
-from pipeline.feeding import ingest_feeds
-from pipeline.fetch import Fetcher, FetchError, FetchPolicy
+from pipeline.ingest import staged as stages
+from pipeline.db.engine import create_engine
+from pipeline.db.digest import content_digest
+from pipeline.ingest.feeds import ingest_feeds
+from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
 from pipeline.ingest import ingest
 from pipeline.settings import Settings
-from pipeline.stages import process_pending
+from pipeline.ingest.staged import process_pending
 
 from .conftest import BENCHMARK, SEED, MakeDatabase
 from .test_feeds import rss
@@ -133,7 +133,7 @@ def test_a_processing_task_retried_after_a_partial_run_duplicates_nothing(
     ingest_feeds(settings, engine, feeds, stage_only=True)
     ingest_feeds(settings, engine, feeds, stage_only=True)  # the fetch task retried: nothing new is staged
 
-    real_process = stages._process
+    real_process = stages.ingest_batch
     calls: list[int] = []
 
     def lost_after_first_batch(*args: object, **kwargs: object) -> None:
@@ -142,10 +142,10 @@ def test_a_processing_task_retried_after_a_partial_run_duplicates_nothing(
             raise RuntimeError("worker lost")
         real_process(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(stages, "_process", lost_after_first_batch)
+    monkeypatch.setattr(stages, "ingest_batch", lost_after_first_batch)
     with pytest.raises(RuntimeError):
         process_pending(settings, engine)
-    monkeypatch.setattr(stages, "_process", real_process)
+    monkeypatch.setattr(stages, "ingest_batch", real_process)
     assert 0 < articles(engine) < 5
     process_pending(settings, engine)
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from pipeline.feeding import ingest_feeds
-from pipeline.fetch.feeds import FeedListError, read_feed_list
+from pipeline.ingest.feeds import ingest_feeds
+from pipeline.sources.feeds import FeedListError, read_feed_list
 from pipeline.settings import Settings
 
 from .test_fetch import article

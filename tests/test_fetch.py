@@ -13,12 +13,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-import pipeline.fetch.guard as guard
-import pipeline.fetch.http as http
+import pipeline.sources.guard as guard
+import pipeline.sources.http as http
 from pipeline.extract import extract
-from pipeline.fetch import Fetcher, FetchError, FetchPolicy
-from pipeline.fetch.guard import UnsafeURLError, check_url
-from pipeline.fetch.pages import canonical_url, fetch_page
+from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
+from pipeline.sources.guard import UnsafeURLError, check_url
+from pipeline.sources.pages import canonical_url, fetch_page
 
 from .conftest import BENCHMARK
 

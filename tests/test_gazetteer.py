@@ -5,14 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from pipeline.facts.gazetteer import (
-    everyday_words,
-    known_organisations,
-    load_known_people,
-    naming_documents,
-    parse_people,
-    surname_owners,
-)
+from pipeline.facts.gazetteer import known_organisations, load_known_people, parse_people
+from pipeline.quality.people import everyday_words, naming_documents, surname_owners
 
 
 def test_parse_skips_comments_and_blank_lines() -> None:

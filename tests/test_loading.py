@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline import loading
-from pipeline.database import create_engine
-from pipeline.digest import content_digest
+from pipeline.db import loader as loading
+from pipeline.db.engine import create_engine
+from pipeline.db.digest import content_digest
 from pipeline.ingest import extract_documents
-from pipeline.loading import LoadFailure, LoadItem, LoadOptions, LoadResult, load_documents
+from pipeline.db.loader import LoadFailure, LoadItem, LoadOptions, LoadResult, load_documents
 from pipeline.models import Document, RawDocument
 from pipeline.settings import Settings
-from pipeline.sources import read_file
+from pipeline.sources.files import read_file
 
 from .conftest import BENCHMARK, SEED, MakeDatabase
 
@@ -101,7 +101,7 @@ def test_the_same_source_twice_in_one_batch_is_loaded_in_order(engine: sa.Engine
     assert count(engine, "articles") == 1
 
 
-@pytest.mark.parametrize("where", ["_insert_facts", "_copy"])
+@pytest.mark.parametrize("where", ["_insert_facts", "copy_rows"])
 def test_a_dropped_connection_mid_load_is_rolled_back_and_retried(
     engine: sa.Engine,
     items: list[LoadItem],
@@ -110,7 +110,7 @@ def test_a_dropped_connection_mid_load_is_rolled_back_and_retried(
     where: str,
 ) -> None:
     """The backend is terminated (pg_terminate_backend) mid-transaction: before a statement SQLAlchemy sends
-    (``_insert_facts``) or before a COPY on the driver's own cursor (``_copy``)."""
+    (``_insert_facts``) or before a COPY on the driver's own cursor (``copy_rows``)."""
     real = getattr(loading, where)
     killed: list[int] = []
     attempts: list[int] = []

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.ingest import ingest
-from pipeline.parallel import ingest_parallel
+from pipeline.ingest.parallel import ingest_parallel
 from pipeline.settings import Settings
 
 from .conftest import SEED, table_digest

@@ -13,7 +13,8 @@ from pipeline.extract import remove_boilerplate
 from pipeline.extract.plaintext import read_plain_text
 from pipeline.facts.calendar import resolve
 from pipeline.models import Block, Document, Extracted
-from pipeline.process import lay_out, process_batch
+from pipeline.facts.batch import Analyser
+from pipeline.sections import lay_out
 from pipeline.sections import layout, mark_plain_headings
 
 # Arbitrary Unicode (no surrogates, which cannot be encoded), with the characters the rules look at made common.
@@ -87,7 +88,8 @@ def test_facts_never_raise_and_every_offset_points_at_its_text(nlp: Any, paragra
     blocks = tuple(Block("paragraph", paragraph) for paragraph in paragraphs)
     plain = read_plain_text("\n\n".join(paragraphs))
     for item in (lay_out("a.txt", plain, plain_text=True), lay_out("a.html", Extracted(blocks), plain_text=False)):
-        (document,) = process_batch(nlp, [item], anchor=date(2025, 5, 15))
+        analyser = Analyser(nlp)
+        document = analyser.document(item, next(analyser.parse([item.text])), anchor=date(2025, 5, 15))
         assert isinstance(document, Document), document
         _assert_offsets(document)
 

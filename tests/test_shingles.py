@@ -1,6 +1,6 @@
 """The benchmark's 4-gram shingle metric."""
 
-from pipeline.shingles import PageScore, f1_of_averages, score_page, shingles
+from pipeline.quality.shingles import PageScore, f1_of_averages, score_page, shingles
 
 
 def test_shingles_are_lowercase_word_four_grams() -> None:

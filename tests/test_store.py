@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.ingest import ingest
-from pipeline.migrate import apply_migrations, pending_migrations
+from pipeline.db.migrations import apply_migrations, pending_migrations
 from pipeline.settings import Settings
 
 from .conftest import SEED, table_digest
@@ -149,16 +149,16 @@ def test_same_content_under_another_path_is_not_duplicated(
 def test_a_facts_failure_is_recorded_and_the_batch_goes_on(
     db_settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.process
+    import pipeline.facts.batch
 
-    real_analyse = pipeline.process.analyse
+    real_analyse = pipeline.facts.batch.analyse
 
     def fragile(doc, **kwargs):  # type: ignore[no-untyped-def]
         if "TRIP" in doc.text:
             raise ValueError("rule tripped")
         return real_analyse(doc, **kwargs)
 
-    monkeypatch.setattr(pipeline.process, "analyse", fragile)
+    monkeypatch.setattr(pipeline.facts.batch, "analyse", fragile)
     (tmp_path / "trip.txt").write_text("This TRIP document breaks a rule.\n")
     summary = ingest(db_settings, engine, [str(tmp_path / "trip.txt"), str(copy_seed(tmp_path))])
     assert (summary.loaded, summary.failed) == (1, 1)

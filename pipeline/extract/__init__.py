@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.extract.boilerplate import remove_boilerplate
-from pipeline.extract.dispatch import ExtractError, extract
+from pipeline.errors import ExtractError
+from pipeline.extract.dispatch import extract
 
 __all__ = ["ExtractError", "extract", "remove_boilerplate"]

@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from pipeline.errors import ExtractError
 from pipeline.extract.boilerplate import remove_boilerplate
 from pipeline.extract.html import NoMainTextError, read_html
 from pipeline.extract.markdown import markdown_blocks, split_front_matter
 from pipeline.extract.plaintext import read_plain_text
 from pipeline.extract.textutil import DecodeError, decode_html, decode_text, parse_published
 from pipeline.models import Extracted, RawDocument
-
-
-class ExtractError(ValueError):
-    """The document's body or metadata cannot be extracted; the message says why."""
 
 
 def extract(raw: RawDocument) -> Extracted:

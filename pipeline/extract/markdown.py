@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from pipeline.extract.textutil import clean_inline, metadata_strings
+from pipeline.extract.textutil import clean_inline
+from pipeline.metadata import MetadataError, load_metadata
 from pipeline.models import Block, BlockKind
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
@@ -21,12 +21,9 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     if not match:
         return {}, text
     try:
-        loaded = yaml.safe_load(match.group("yaml"))
-    except yaml.YAMLError:
-        return {}, text
-    if not isinstance(loaded, dict):
-        return {}, text
-    return metadata_strings(loaded), text[match.end() :]
+        return load_metadata(match.group("yaml")), text[match.end() :]
+    except MetadataError:
+        return {}, text  # not front matter after all: a thematic break and text
 
 
 def markdown_blocks(body: str) -> tuple[Block, ...]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import charset_normalizer
+import webencodings
 from dateutil import parser as date_parser
 
 from pipeline.models import RawDocument
@@ -21,13 +22,7 @@ class DecodeError(ValueError):
 
 def decode_text(raw: RawDocument) -> str:
     """Decode text bytes: a declared charset, then UTF-8, then detection."""
-    declared = raw.metadata.get("charset")
-    for encoding in filter(None, (declared, "utf-8-sig")):
-        try:
-            return _checked(raw.body.decode(encoding))
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return _checked(_detected(raw.body))
+    return _decode(raw.body, (raw.metadata.get("charset"),))
 
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
@@ -37,13 +32,37 @@ def decode_html(raw: RawDocument) -> str:
     """Decode an HTML page: the HTTP header's charset, then the page's <meta> charset, then
     UTF-8, then detection, so legacy pages (latin-1, cp1252, windows-1251) come out right."""
     meta = META_CHARSET.search(raw.body[:4096])
-    declared = (raw.metadata.get("charset"), meta.group(1).decode("ascii", "ignore") if meta else None)
-    for encoding in filter(None, (*declared, "utf-8-sig")):
-        try:
-            return _checked(raw.body.decode(encoding))
-        except (UnicodeDecodeError, LookupError):
+    in_page = meta.group(1).decode("ascii", "ignore") if meta else None
+    if in_page and in_page.lower().replace("_", "-").startswith(("utf-16", "unicode")):
+        in_page = "utf-8"  # a page cannot declare UTF-16 in its own ASCII markup: the standard reads UTF-8
+    return _decode(raw.body, (raw.metadata.get("charset"), in_page))
+
+
+def _decode(body: bytes, declared: tuple[str | None, ...]) -> str:
+    """The first declared charset that decodes the bytes cleanly, then UTF-8, then detection.
+
+    A declared label counts only when the WHATWG Encoding Standard knows it (as browsers do): a label
+    Python alone knows ("undefined", "unicode_escape", "rot13") or nobody knows is ignored, never fatal."""
+    for label in (*declared, "utf-8"):
+        codec = web_codec(label)
+        if codec is None:
             continue
-    return _checked(_detected(raw.body))
+        try:
+            text, _ = codec.decode(body.removeprefix(b"\xef\xbb\xbf") if codec.name == "utf-8" else body)
+        except (UnicodeError, ValueError, LookupError):
+            continue
+        return _checked(text)
+    return _checked(_detected(body))
+
+
+def web_codec(label: str | None) -> codecs.CodecInfo | None:
+    """The codec of a charset label per the WHATWG Encoding Standard; None for unknown labels and for its
+    "replacement" encoding (labels such as iso-2022-kr that must not be decoded)."""
+    encoding = webencodings.lookup(label) if label and len(label) < 64 else None
+    if encoding is None or encoding.name == "replacement":
+        return None
+    codec: codecs.CodecInfo = encoding.codec_info
+    return codec
 
 
 # When detection (nearly) ties, the web's common legacy encodings win (windows-1252 is the HTML standard's default).
@@ -111,26 +130,6 @@ def clean_author(value: str | None) -> str | None:
 def _is_affiliation(part: str) -> bool:
     words = re.findall(r"[A-Za-z]+", part.lower())
     return bool(words) and any(word in AFFILIATION_WORDS for word in words)
-
-
-def metadata_strings(loaded: Mapping[object, object]) -> dict[str, str]:
-    """YAML metadata (a sidecar or front matter) as lower-case keys and string values; lists are joined."""
-    return {
-        CONTROL_CHARS.sub("", str(key).lower()): CONTROL_CHARS.sub("", _as_text(value))
-        for key, value in loaded.items()
-        if value is not None
-    }
-
-
-SCALARS = (str, int, float, bool, date)
-
-
-def _as_text(value: object) -> str:
-    """A scalar as text, a list as its scalars joined; anything nested is dropped (YAML aliases could nest
-    a small file into an exponentially large string)."""
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value if isinstance(item, SCALARS))
-    return str(value) if isinstance(value, SCALARS) else ""
 
 
 def parse_published(value: str | None) -> date | datetime | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
+
+from pipeline.models import name_key
+
+__all__ = ["PERSON_TITLES", "name_key", "place_names", "strip_possessive", "title_noun"]
 
 POSSESSIVE = re.compile(r"[’']s?$")
 PERSON_TITLES = frozenset(
@@ -38,15 +41,6 @@ def title_noun(word: str) -> str:
     """The noun a title word is referred back by: "Gov." → "governor", "Senator" → "senator"."""
     key = word.lower().rstrip(".")
     return TITLE_NOUNS.get(key, key)
-
-
-@lru_cache(maxsize=65536)
-def name_key(name: str) -> str:
-    """The normalised key entities are shared by: no accents, case or punctuation."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    ascii_only = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    words = re.findall(r"[\w]+", ascii_only.casefold())
-    return " ".join(words)
 
 
 def strip_possessive(text: str) -> str:

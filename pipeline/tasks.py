@@ -1,4 +1,4 @@
-"""The work behind each Airflow task, as plain functions that return the counts an asset event carries.
+"""The Airflow task bodies, as plain functions that return the counts an asset event carries.
 
 The DAG files in ``dags/`` are thin shells: they find the database URL (the
 ``newsflow_db`` connection, else ``NEWSFLOW_DATABASE_URL``, else the embedded
@@ -10,7 +10,6 @@ so that Airflow fails the task and retries it.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,23 +17,19 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from pipeline.database import DatabaseUnavailableError, check_connection, create_engine, database_url
-from pipeline.feeding import ingest_feeds
-from pipeline.fetch.feeds import read_feed_list
-from pipeline.ingest import IngestSummary, ingest
-from pipeline.migrate import apply_migrations
+from pipeline.db.engine import check_connection, create_engine, database_url
+from pipeline.db.migrations import apply_migrations
+from pipeline.errors import SystemicError
+from pipeline.ingest import RunSummary
+from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.inbox import drain_inbox as drain
+from pipeline.ingest.inbox import waiting_files
+from pipeline.ingest.staged import process_pending, reprocess
 from pipeline.settings import Settings
-from pipeline.sources import SIDECAR_SUFFIX
-from pipeline.stages import process_pending, reprocess
+from pipeline.sources.feeds import read_feed_list
 
 FEEDS_PER_TASK = 10
-URL_LIST_SUFFIX = ".urls"
-DOORBELL = ".ring"
 log = logging.getLogger(__name__)
-
-
-class SystemicError(RuntimeError):
-    """Something no single document explains: the database is unreachable, or every fetch failed."""
 
 
 def settings_for(connection_url: Callable[[], str]) -> Settings:
@@ -51,19 +46,11 @@ def settings_for(connection_url: Callable[[], str]) -> Settings:
     return replace(settings, database_url=url)
 
 
-def inbox_path(settings: Settings) -> Path:
-    """The watched inbox: ``NEWSFLOW_INBOX``, else ``inbox/`` in the data directory."""
-    return settings.inbox_dir
-
-
 def ready_engine(settings: Settings) -> Engine:
     """An engine on a migrated database, or ``SystemicError`` when it cannot be reached."""
     url = database_url(settings)
     engine = create_engine(url)
-    try:
-        check_connection(engine)
-    except DatabaseUnavailableError as error:
-        raise SystemicError(str(error)) from error
+    check_connection(engine)
     apply_migrations(url, settings.sql_dir)
     return engine
 
@@ -80,8 +67,9 @@ def fetch_feeds(settings: Settings, feed_urls: list[str], *, trigger: str = "air
     summary = ingest_feeds(settings, engine, feed_urls, trigger=trigger, stage_only=True)
     fetched = summary.staged + summary.unchanged
     feed_failures = [f for f in summary.failures if f.stage == "feed"]
-    every_feed_failed = bool(feed_urls) and len(feed_failures) == len(feed_urls)
-    if every_feed_failed or (summary.seen > 0 and fetched == 0):
+    pages_tried = fetched + len(summary.failures) - len(feed_failures)
+    every_feed_failed = bool(feed_urls) and len({f.source for f in feed_failures}) == len(feed_urls)
+    if every_feed_failed or (pages_tried > 0 and fetched == 0):
         raise SystemicError(f"every fetch failed; first reason: {summary.failures[0].error}")
     return summary.extra()
 
@@ -97,34 +85,9 @@ def reprocess_articles(settings: Settings, sources: list[str] | None, *, trigger
 
 
 def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> dict[str, Any]:
-    """Ingest every document and URL list dropped in ``inbox``, then move each to ``processed/`` or ``failed/``.
-
-    A ``.urls`` file holds one http(s) URL per line. Files stay in the inbox until
-    this runs, so what is dropped while Airflow is down is taken up when it comes back.
-    """
-    files = sorted(p for p in inbox.iterdir() if p.is_file() and p.name != DOORBELL) if inbox.is_dir() else []
-    waiting = [path for path in files if not path.name.endswith(SIDECAR_SUFFIX)]
-    if not waiting:
-        return {"files": 0, **IngestSummary(run_id=0).extra()}
-    engine = ready_engine(settings)
-    inputs = {path: _inputs_of(path) for path in waiting}
-    summary = ingest(settings, engine, [value for values in inputs.values() for value in values], trigger=trigger)
-    failed_sources = {failure.source for failure in summary.failures}
-    for path, values in inputs.items():
-        folder = inbox / ("failed" if failed_sources & set(values) else "processed")
-        for companion in (path, path.with_name(path.name + SIDECAR_SUFFIX)):
-            if companion.exists():
-                _move(companion, folder)
-    return {"files": len(waiting), **summary.extra()}
-
-
-def _inputs_of(path: Path) -> list[str]:
-    if path.suffix != URL_LIST_SUFFIX:
-        return [str(path)]
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _move(path: Path, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), str(folder / path.name))
+    """Ingest every document and URL list dropped in ``inbox``, then move each to ``processed/`` or ``failed/``."""
+    files = waiting_files(inbox)
+    if not files:
+        return {"files": 0, **RunSummary(run_id=0).extra()}
+    summary = drain(settings, ready_engine(settings), files, trigger=trigger)
+    return {"files": len(files), **summary.extra()}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.evaluation import TARGETS, DocumentResult, Score, failed_targets, total
+from pipeline.quality.evaluation import TARGETS, DocumentResult, Score, failed_targets, total
 
 console = Console()
 

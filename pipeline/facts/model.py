@@ -9,6 +9,8 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from pipeline.errors import ModelNotFoundError
+
 PARAGRAPH_COMPONENT = "newsflow_paragraph_boundaries"
 
 
@@ -20,10 +22,6 @@ def paragraph_boundaries(doc: Doc) -> Doc:
         if "\n" in previous.text or "\n" in previous.whitespace_:
             token.is_sent_start = True
     return doc
-
-
-class ModelNotFoundError(RuntimeError):
-    """The configured spaCy model is not installed."""
 
 
 @lru_cache(maxsize=2)

@@ -19,7 +19,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pipeline.ingest import Failure, extract_documents
+from pipeline.ingest import extract_documents
+from pipeline.models import Failure
 from pipeline.settings import Settings
 
 Json = Mapping[str, Any]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from yoyo import get_backend, read_migrations
 
-from pipeline.database import libpq_url
+from pipeline.db.engine import libpq_url
 
 
 def pending_migrations(url: str, sql_dir: Path) -> list[str]:

@@ -16,31 +16,23 @@ is retried (``tenacity``); a database that stays unreachable raises.
 
 from __future__ import annotations
 
-import io
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import psycopg2
 import sqlalchemy as sa
-from psycopg2.extras import execute_values
-from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Connection, Engine
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from pipeline.facts.names import name_key
-from pipeline.models import Document, RawDocument
+from pipeline.db import raw_store
+from pipeline.db.bulk import Row, copy_rows, in_order, insert_values
+from pipeline.db.engine import is_transient
+from pipeline.errors import describe
+from pipeline.models import Document, RawDocument, name_key
 
 LoadStatus = Literal["loaded", "replaced", "unchanged"]
 PERSON = "PERSON"
 TRANSIENT_ATTEMPTS = 4
-# SQLSTATEs worth retrying the batch for: serialization failure, deadlock, and the server shutting down or
-# crashing (class 08, connection exceptions, is matched by prefix). Other errors, even those psycopg2 files
-# under OperationalError (a key over the index row size, a tsvector too long, a statement timeout), are the
-# data's fault and go to the per-document fallback.
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 
 
 @dataclass(frozen=True)
@@ -84,39 +76,12 @@ def load_documents(engine: Engine, items: Sequence[LoadItem], options: LoadOptio
         if is_transient(error):
             raise  # still failing after the retries: the database is unreachable, not the data at fault
         if len(items) == 1:
-            return [LoadFailure(_describe(error))]
+            return [LoadFailure(describe(error))]
     return [_load_alone(engine, item, options) for item in items]
-
-
-def is_transient(error: BaseException) -> bool:
-    """A lost connection, a server restart, a deadlock or a serialization failure, anywhere in the chain
-    (a driver error raised on the raw cursor is followed by SQLAlchemy's failed rollback)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, psycopg2.Error) and _transient_driver_error(current):
-            return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-    return False
-
-
-def _transient_driver_error(error: psycopg2.Error) -> bool:
-    code = error.pgcode
-    if code is None:  # raised by libpq itself: the connection broke or was already closed
-        return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
-    return code.startswith("08") or code in TRANSIENT_SQLSTATES
 
 
 def _load_alone(engine: Engine, item: LoadItem, options: LoadOptions) -> LoadResult | LoadFailure:
     return load_documents(engine, [item], options)[0]
-
-
-def _describe(error: BaseException) -> str:
-    first = str(getattr(error, "orig", None) or error).strip().splitlines() or [""]
-    return f"{type(getattr(error, 'orig', None) or error).__name__}: {first[0]}"
 
 
 @retry(
@@ -132,7 +97,7 @@ def _load_together(engine: Engine, items: Sequence[LoadItem], options: LoadOptio
 
 def _write_batch(conn: Connection, items: Sequence[LoadItem], options: LoadOptions) -> list[LoadResult]:
     ordered = sorted(items, key=lambda item: item.raw.source)
-    raw_ids = _store_raw(conn, [item.raw for item in ordered], options.run_id)
+    raw_ids = raw_store.store_versions(conn, [item.raw for item in ordered], options.run_id)
     claimed = _claim_articles(conn, [_article_values(item, raw_ids, options) for item in ordered], options.force)
     results = {source: LoadResult(status=status, article_id=ident) for source, (ident, status) in claimed.items()}
     changed = [
@@ -141,35 +106,6 @@ def _write_batch(conn: Connection, items: Sequence[LoadItem], options: LoadOptio
     if changed:
         _insert_facts(conn, changed)
     return [results[item.raw.source] for item in items]
-
-
-RAW_COLUMNS = ("source", "content_sha256", "media_type", "metadata", "body_gzip", "byte_size", "ingest_run_id")
-
-
-def raw_values(raw: RawDocument, run_id: int) -> dict[str, Any]:
-    """A ``raw_documents`` row, by column (``metadata`` as JSON text, for a ``CAST(... AS jsonb)``)."""
-    return {
-        "source": raw.source,
-        "content_sha256": raw.content_sha256,
-        "media_type": raw.media_type,
-        "metadata": json_text(dict(raw.metadata)),
-        "body_gzip": raw.body_gzip,
-        "byte_size": len(raw.body),
-        "ingest_run_id": run_id,
-    }
-
-
-def _store_raw(conn: Connection, raws: list[RawDocument], run_id: int) -> dict[tuple[str, str], int]:
-    rows = [_in_order(raw_values(raw, run_id), RAW_COLUMNS) for raw in raws]
-    statement = (
-        "INSERT INTO raw_documents (source, content_sha256, media_type, metadata, body_gzip, byte_size, "
-        "ingest_run_id, processed_at) VALUES %s "
-        "ON CONFLICT (source, content_sha256) DO UPDATE SET processed_at = now(), process_error = NULL "
-        "RETURNING source, content_sha256, id"
-    )
-    template = "(%s, %s, %s, CAST(%s AS jsonb), %s, %s, %s, now())"
-    found = _values(conn, statement, rows, fetch=True, template=template)
-    return {(source, sha): int(ident) for source, sha, ident in found}
 
 
 ARTICLE_COLUMNS = (
@@ -204,9 +140,9 @@ INSERT_ARTICLES = (
 
 def _claim_articles(conn: Connection, articles: list[dict[str, Any]], force: bool) -> dict[str, tuple[int, LoadStatus]]:
     """Insert new articles; lock the existing ones and update those whose content changed."""
-    rows = [_in_order(values, ARTICLE_COLUMNS) for values in articles]
+    rows = [in_order(values, ARTICLE_COLUMNS) for values in articles]
     claimed: dict[str, tuple[int, LoadStatus]] = {
-        source: (int(ident), "loaded") for source, ident in _values(conn, INSERT_ARTICLES, rows, fetch=True)
+        source: (int(ident), "loaded") for source, ident in insert_values(conn, INSERT_ARTICLES, rows, fetch=True)
     }
     existing = [values for values in articles if values["source"] not in claimed]
     if existing:
@@ -243,8 +179,8 @@ REPLACE_ARTICLE = (
     "ingest_run_id = :ingest_run_id, version = version + 1, updated_at = now() WHERE id = :id"
 )
 
-# Each fact table's columns, in the order of the tuples ``_fact_rows`` builds, and the leading
-# columns that form its unique key (a duplicate within one article keeps the first row).
+# Each fact table's columns, in COPY order, and the columns that form its unique key (a duplicate within one
+# article keeps the first row).
 FACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "entity_mentions": ("article_id", "section_id", "start_offset", "end_offset", "entity_id", "mention"),
     "quotes": (
@@ -259,12 +195,12 @@ FACT_COLUMNS: dict[str, tuple[str, ...]] = {
         "article_id", "section_id", "start_offset", "end_offset", "predicate", "actor", "actor_entity_id", "object",
     ),
 }  # fmt: skip
-UNIQUE_KEY: dict[str, tuple[int, ...]] = {
-    "entity_mentions": (0, 2, 3),
-    "quotes": (0, 1, 2, 3),
-    "dates": (0, 2, 3),
-    "quantities": (0, 2, 3),
-    "claims": (0, 2, 3, 4),
+UNIQUE_KEY: dict[str, tuple[str, ...]] = {
+    "entity_mentions": ("article_id", "start_offset", "end_offset"),
+    "quotes": ("article_id", "kind", "start_offset", "end_offset"),
+    "dates": ("article_id", "start_offset", "end_offset"),
+    "quantities": ("article_id", "start_offset", "end_offset"),
+    "claims": ("article_id", "start_offset", "end_offset", "predicate"),
 }
 SECTION_COLUMNS = ("id", "article_id", "position", "heading", "start_offset", "end_offset", "body")
 
@@ -273,13 +209,14 @@ def _insert_facts(conn: Connection, documents: list[tuple[int, Document]]) -> No
     """Sections and every fact table of the documents, each table in one COPY."""
     section_ids = _insert_sections(conn, documents)
     entity_ids = _upsert_entities(conn, [document for _, document in documents])
-    tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in FACT_COLUMNS}
+    tables: dict[str, list[Row]] = {table: [] for table in FACT_COLUMNS}
     for article_id, document in documents:
         entities = EntityIndex.of({key: entity_ids[key] for key in _entity_keys(document)})
-        for table, rows in _fact_rows(article_id, section_ids[article_id], document, entities).items():
-            tables[table].extend(rows)
-    for table, rows in tables.items():
-        _copy(conn, table, FACT_COLUMNS[table], _first_per_key(rows, UNIQUE_KEY[table]))
+        rows = FactRows(article_id, section_ids[article_id], document, entities)
+        for table, builder in FactRows.BUILDERS.items():
+            tables[table].extend(builder(rows))
+    for table, table_rows in tables.items():
+        copy_rows(conn, table, FACT_COLUMNS[table], _first_per_key(table_rows, UNIQUE_KEY[table]))
 
 
 def _entity_keys(document: Document) -> set[tuple[str, str]]:
@@ -314,14 +251,22 @@ def _insert_sections(conn: Connection, documents: list[tuple[int, Document]]) ->
         ).scalars()
     )
     section_ids: dict[int, list[int]] = {}
-    rows: list[tuple[Any, ...]] = []
+    rows: list[Row] = []
     for article_id, document in documents:
         section_ids[article_id] = [int(next(ids)) for _ in document.sections]
         rows.extend(
-            (ident, article_id, sec.position, sec.heading, sec.start, sec.end, document.text[sec.start : sec.end])
-            for ident, sec in zip(section_ids[article_id], document.sections, strict=True)
+            {
+                "id": ident,
+                "article_id": article_id,
+                "position": section.position,
+                "heading": section.heading,
+                "start_offset": section.start,
+                "end_offset": section.end,
+                "body": document.text[section.start : section.end],
+            }
+            for ident, section in zip(section_ids[article_id], document.sections, strict=True)
         )
-    _copy(conn, "sections", SECTION_COLUMNS, rows)
+    copy_rows(conn, "sections", SECTION_COLUMNS, rows)
     return section_ids
 
 
@@ -330,7 +275,7 @@ def _upsert_entities(conn: Connection, documents: list[Document]) -> dict[tuple[
     wanted = sorted({(name_key(e.name), e.type): e.name for d in documents for e in d.facts.entities}.items())
     if not wanted:
         return {}
-    _values(
+    insert_values(
         conn,
         "INSERT INTO entities (key, type, name) VALUES %s ON CONFLICT (key, type) DO NOTHING",
         [(key, kind, name) for (key, kind), name in wanted],
@@ -345,72 +290,72 @@ def _upsert_entities(conn: Connection, documents: list[Document]) -> dict[tuple[
     return {(key, kind): int(ident) for key, kind, ident in found}
 
 
-def _fact_rows(
-    article_id: int, sections: list[int], document: Document, entities: EntityIndex
-) -> dict[str, list[tuple[Any, ...]]]:
-    """Rows for each fact table, in ``FACT_COLUMNS`` order."""
-    facts = document.facts
+@dataclass(frozen=True)
+class FactRows:
+    """The rows of one document's facts, per table, by column name."""
 
-    def section(offset: int) -> int:
-        return sections[document.section_of(offset)]
+    article_id: int
+    section_ids: list[int]
+    document: Document
+    entities: EntityIndex
 
-    def speaker_id(speaker: str | None) -> int | None:
-        return entities.persons.get(name_key(speaker)) if speaker else None
+    def section_id(self, offset: int) -> int:
+        return self.section_ids[self.document.section_of(offset)]
 
-    return {
-        "entity_mentions": [
-            (article_id, section(m.start), m.start, m.end, ident, m.text)
-            for e in facts.entities
-            for ident in (entities.ids[(name_key(e.name), e.type)],)
+    def entity_mentions(self) -> list[Row]:
+        return [
+            {"article_id": self.article_id, "section_id": self.section_id(m.start), "start_offset": m.start,
+             "end_offset": m.end, "entity_id": self.entities.ids[(name_key(e.name), e.type)], "mention": m.text}
+            for e in self.document.facts.entities
             for m in e.mentions
-        ],
-        "quotes": [
-            (
-                article_id,
-                q.kind,
-                q.start,
-                q.end,
-                sections[q.section],
-                q.text,
-                q.speaker,
-                speaker_id(q.speaker),
-                q.speaker_text,
-                q.cue,
-            )
-            for q in facts.quotes
-        ],
-        "dates": [
-            (article_id, section(d.start), d.start, d.end, d.text, d.value, d.granularity, _first_day(d.value))
-            for d in facts.dates
-        ],
-        "quantities": [
-            (article_id, section(q.start), q.start, q.end, q.text, q.value, q.unit, q.noun) for q in facts.quantities
-        ],
-        "claims": [
-            (
-                article_id,
-                sections[c.section],
-                c.start,
-                c.end,
-                c.predicate,
-                c.actor,
-                entities.any_type.get(name_key(c.actor)),
-                c.object,
-            )
-            for c in facts.claims
-        ],
+        ]  # fmt: skip
+
+    def quotes(self) -> list[Row]:
+        return [
+            {"article_id": self.article_id, "kind": q.kind, "start_offset": q.start, "end_offset": q.end,
+             "section_id": self.section_ids[q.section], "quote": q.text, "speaker": q.speaker,
+             "speaker_entity_id": self.entities.persons.get(name_key(q.speaker)) if q.speaker else None,
+             "speaker_text": q.speaker_text, "cue": q.cue}
+            for q in self.document.facts.quotes
+        ]  # fmt: skip
+
+    def dates(self) -> list[Row]:
+        return [
+            {"article_id": self.article_id, "section_id": self.section_id(d.start), "start_offset": d.start,
+             "end_offset": d.end, "mention": d.text, "value": d.value, "granularity": d.granularity,
+             "value_start": _first_day(d.value)}
+            for d in self.document.facts.dates
+        ]  # fmt: skip
+
+    def quantities(self) -> list[Row]:
+        return [
+            {"article_id": self.article_id, "section_id": self.section_id(q.start), "start_offset": q.start,
+             "end_offset": q.end, "mention": q.text, "value": q.value, "unit": q.unit, "noun": q.noun}
+            for q in self.document.facts.quantities
+        ]  # fmt: skip
+
+    def claims(self) -> list[Row]:
+        return [
+            {"article_id": self.article_id, "section_id": self.section_ids[c.section], "start_offset": c.start,
+             "end_offset": c.end, "predicate": c.predicate, "actor": c.actor,
+             "actor_entity_id": self.entities.any_type.get(name_key(c.actor)), "object": c.object}
+            for c in self.document.facts.claims
+        ]  # fmt: skip
+
+    BUILDERS: ClassVar[dict[str, Callable[[FactRows], list[Row]]]] = {
+        "entity_mentions": entity_mentions,
+        "quotes": quotes,
+        "dates": dates,
+        "quantities": quantities,
+        "claims": claims,
     }
 
 
-def _in_order(values: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(values[column] for column in columns)
-
-
-def _first_per_key(rows: Iterable[tuple[Any, ...]], key: tuple[int, ...]) -> list[tuple[Any, ...]]:
+def _first_per_key(rows: Iterable[Row], key: Sequence[str]) -> list[Row]:
     seen: set[tuple[Any, ...]] = set()
     kept = []
     for row in rows:
-        identity = tuple(row[i] for i in key)
+        identity = in_order(row, key)
         if identity not in seen:
             seen.add(identity)
             kept.append(row)
@@ -422,55 +367,11 @@ def _first_day(value: str) -> str:
     return "-".join(parts + ["01"] * (3 - len(parts)))
 
 
-def json_text(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+UNCHANGED = "SELECT id FROM articles WHERE content_hash = :h ORDER BY (source = :s) DESC, id LIMIT 1"
 
 
-COPY_FROM_STDIN = SQL("COPY {} ({}) FROM STDIN")
-COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_line(row: tuple[Any, ...]) -> str:
-    """One row in COPY's text format: tab-separated, ``\\N`` for NULL, specials escaped in strings."""
-    return "\t".join("\\N" if value is None else str(value).translate(COPY_ESCAPES) for value in row)
-
-
-def _copy(conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """``COPY table (columns) FROM STDIN`` in text format, inside the open transaction."""
-    if not rows:
-        return
-    buffer = io.StringIO("\n".join(map(_copy_line, rows)) + "\n")
-    with driver_cursor(conn) as cursor:
-        cursor.copy_expert(COPY_FROM_STDIN.format(Identifier(table), SQL(", ").join(map(Identifier, columns))), buffer)
-
-
-PAGE_SIZE = 1000
-
-
-def _values(
-    conn: Connection, statement: str, rows: list[tuple[Any, ...]], *, fetch: bool = False, template: str | None = None
-) -> list[Any]:
-    """Many rows in one statement through psycopg2's ``execute_values``, inside the open transaction."""
-    if not rows:
-        return []
-    with driver_cursor(conn) as cursor:
-        found = execute_values(cursor, statement, rows, template=template, page_size=PAGE_SIZE, fetch=fetch)
-    return list(found or [])
-
-
-@contextmanager
-def driver_cursor(conn: Connection) -> Iterator[Any]:
-    """psycopg2's own cursor on the transaction's connection, for COPY and ``execute_values``. SQLAlchemy does
-    not see its errors, so when the connection broke it is told here (``invalidate``): the pool then drops it,
-    and the retry starts on a fresh one."""
-    dbapi_connection: Any = conn.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()
-    try:
-        yield cursor
-    except psycopg2.Error:
-        if dbapi_connection.closed:
-            conn.invalidate()
-        raise
-    finally:
-        if not cursor.closed:
-            cursor.close()
+def unchanged_article(engine: Engine, raw: RawDocument) -> int | None:
+    """The article that already holds exactly this content (same source, or the same bytes elsewhere)."""
+    with engine.connect() as conn:
+        found = conn.scalar(sa.text(UNCHANGED), {"h": raw.content_sha256, "s": raw.source})
+    return int(found) if found is not None else None

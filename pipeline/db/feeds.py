@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.fetch.feeds import FeedEntry, FeedPoll
+from pipeline.models import FeedEntry, FeedPoll
 
 
 @dataclass(frozen=True)

@@ -7,39 +7,19 @@ plain text with one URL per line (``#`` comments allowed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import feedparser
 import yaml
 
-from pipeline.fetch.http import FEED_TYPES, HTML_TYPES, Fetcher
-from pipeline.fetch.pages import normalise_url
+from pipeline.models import FeedEntry, FeedPoll
+from pipeline.sources.http import FEED_TYPES, HTML_TYPES, Fetcher
+from pipeline.sources.pages import normalise_url
 
 
 class FeedListError(ValueError):
     """The feed list cannot be read; the message says where and why."""
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    link: str
-    title: str | None
-    entry_id: str
-
-
-@dataclass(frozen=True)
-class FeedPoll:
-    """What one poll found: ``not_modified`` on 304; ``problem`` is feedparser's reason for a malformed feed."""
-
-    url: str
-    not_modified: bool
-    entries: tuple[FeedEntry, ...] = ()
-    etag: str | None = None
-    last_modified: str | None = None
-    title: str | None = None
-    problem: str | None = None
 
 
 def read_feed_list(path: Path) -> list[str]:

@@ -1,12 +1,12 @@
 """Benchmarks that print figures (``make bench``); targets live here, never in timed unit tests.
 
-``python -m pipeline.benchmark extraction``: the main text the pipeline
+``python -m pipeline.quality.benchmark extraction``: the main text the pipeline
 extracts (the ``text`` of ``newsflow extract``) from the 181 pages of the
 article-extraction benchmark, scored with the benchmark's 4-gram shingle metric
 against the true bodies (target F1 ≥ 0.955), and its speed against plain
 ``trafilatura.extract`` on the same pages (target ≥ 0.8×).
 
-``python -m pipeline.benchmark facts [FILES...]``: the facts stage against bare
+``python -m pipeline.quality.benchmark facts [FILES...]``: the facts stage against bare
 ``nlp.pipe`` over the same texts (target ≥ 0.9× the bare model's speed), since
 it runs the model once per document and adds only rule passes over the parsed docs.
 """
@@ -23,12 +23,15 @@ from pathlib import Path
 
 import trafilatura
 
-from pipeline.extract import ExtractError
-from pipeline.nlp import load_model
-from pipeline.process import NLP_BATCH_SIZE, FactsError, Laid, extract_and_lay_out, process_batch
+from pipeline.errors import ExtractError, SourceError
+from pipeline.facts.batch import NLP_BATCH_SIZE
+from pipeline.facts.model import load_model
+from pipeline.ingest.run import Input, RunSummary, join_run
+from pipeline.ingest.step import Prepared, analyse, extract_and_lay_out
+from pipeline.models import Document
+from pipeline.quality.shingles import f1_of_averages, score_page
 from pipeline.settings import Settings
-from pipeline.shingles import f1_of_averages, score_page
-from pipeline.sources import SourceError, read_file
+from pipeline.sources.files import read_file
 
 FACTS_SPEED_TARGET = 0.9
 EXTRACTION_F1_TARGET = 0.955
@@ -49,12 +52,13 @@ class Timing:
         return self.words / self.seconds if self.seconds else 0.0
 
 
-def laid_corpus(paths: Iterable[Path]) -> list[Laid]:
+def laid_corpus(paths: Iterable[Path]) -> list[Prepared]:
     """Extracted and laid-out documents; unreadable pages are skipped, as ingest would record them."""
-    laid: list[Laid] = []
+    laid: list[Prepared] = []
     for path in paths:
         try:
-            laid.append(extract_and_lay_out(read_file(path), source=str(path)))
+            raw = read_file(path)
+            laid.append(Prepared(Input(str(path)), raw, extract_and_lay_out(raw, str(path))))
         except (SourceError, ExtractError, gzip.BadGzipFile):
             continue
     return laid
@@ -71,10 +75,10 @@ def best_of(rounds: int, run: Callable[[], int], words: int) -> Timing:
     return Timing(best, documents, words)
 
 
-def facts_speed(settings: Settings, laid: list[Laid]) -> tuple[Timing, Timing]:
-    """(bare nlp.pipe, full facts stage) over the same texts, best of ``ROUNDS``."""
+def facts_speed(settings: Settings, laid: list[Prepared]) -> tuple[Timing, Timing]:
+    """(bare nlp.pipe, full facts stage as ingest runs it) over the same texts, best of ``ROUNDS``."""
     nlp = load_model(settings.spacy_model)
-    texts = [item.text for item in laid]
+    texts = [item.laid.text for item in laid]
     words = sum(len(text.split()) for text in texts)
     list(nlp.pipe(texts[:NLP_BATCH_SIZE]))  # warm up
 
@@ -82,7 +86,8 @@ def facts_speed(settings: Settings, laid: list[Laid]) -> tuple[Timing, Timing]:
         return sum(1 for _ in nlp.pipe(texts, batch_size=NLP_BATCH_SIZE))
 
     def facts() -> int:
-        return sum(1 for doc in process_batch(nlp, laid) if not isinstance(doc, FactsError))
+        with join_run(settings, None, RunSummary(run_id=0)) as run:
+            return sum(isinstance(document, Document) for document in analyse(run, laid))
 
     return best_of(ROUNDS, bare, words), best_of(ROUNDS, facts, words)
 
@@ -116,7 +121,7 @@ def _score_line(name: str, score: tuple[float, float, float], seconds: float) ->
 def _pipeline_text(path: Path) -> str:
     """The ``text`` field ``newsflow extract`` prints for this page ("" when it fails)."""
     try:
-        return extract_and_lay_out(read_file(path), source=str(path)).text
+        return extract_and_lay_out(read_file(path), str(path)).text
     except (SourceError, ExtractError):
         return ""
 
@@ -149,7 +154,7 @@ def main(arguments: list[str]) -> int:
         return extraction_benchmark(Path(arguments[1]) if len(arguments) > 1 else BENCHMARK_DIR)
     if arguments[:1] == ["facts"]:
         return facts_benchmark(arguments[1:])
-    print("usage: python -m pipeline.benchmark extraction [BENCHMARK_DIR] | facts [FILES...]", file=sys.stderr)
+    print("usage: python -m pipeline.quality.benchmark extraction [BENCHMARK_DIR] | facts [FILES...]", file=sys.stderr)
     return 2
 
 

@@ -9,12 +9,12 @@ dropped), so the same story reached through two feeds is one article.
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import courlan
 
-from pipeline.fetch.http import HTML_TYPES, Fetcher, Page
 from pipeline.models import RawDocument
+from pipeline.sources.http import HTML_TYPES, Fetcher, Page
 
 CANONICAL_LINK = re.compile(rb"""<link\b[^>]*\brel\s*=\s*["']?canonical["']?[^>]*>""", re.IGNORECASE)
 HREF = re.compile(rb"""\bhref\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
@@ -22,18 +22,37 @@ HEAD_BYTES = 256 * 1024
 
 
 def canonical_url(page_url: str, body: bytes) -> str:
-    """The page's canonical URL, normalised; the page URL when it declares none."""
+    """The page's canonical URL, normalised; the page URL when it declares none, or one that is malformed."""
     link = CANONICAL_LINK.search(body[:HEAD_BYTES])
     href = HREF.search(link.group(0)) if link else None
-    declared = urljoin(page_url, href.group(1).decode("utf-8", "ignore").strip()) if href else ""
-    chosen = declared if declared.startswith(("http://", "https://")) else page_url
-    return normalise_url(chosen)
+    declared = _absolute(page_url, href.group(1).decode("utf-8", "ignore").strip()) if href else None
+    return normalise_url(declared) if declared and _well_formed(declared) else normalise_url(page_url)
+
+
+def _absolute(page_url: str, href: str) -> str | None:
+    try:
+        return urljoin(page_url, href)
+    except ValueError:  # "http://[::1", a port out of range, …
+        return None
+
+
+def _well_formed(url: str) -> bool:
+    """An http(s) URL with a host, a valid port if any, and no whitespace or control characters."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return False
+    clean = not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname) and clean
 
 
 def normalise_url(url: str) -> str:
+    """Host lower-cased, fragment and tracking parameters dropped (courlan); the URL as given when courlan
+    cannot parse it."""
     try:
         return str(courlan.normalize_url(url, strict=True))
-    except ValueError:
+    except Exception:  # noqa: BLE001 - courlan raises whatever urllib and its own checks raise
         return url
 
 

@@ -14,18 +14,16 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import psycopg2
 import sqlalchemy as sa
 from filelock import FileLock
 from psycopg2.sql import SQL, Identifier
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 
+from pipeline.errors import DatabaseUnavailableError
 from pipeline.settings import Settings
 
 EMBEDDED_DATABASE = "newsflow"
-
-
-class DatabaseUnavailableError(RuntimeError):
-    """The configured or embedded database cannot be reached."""
 
 
 def database_url(settings: Settings) -> str:
@@ -110,5 +108,30 @@ def _bundled_psql() -> str:
     return str(candidates[-1]) if candidates else "psql"
 
 
-def url_for_display(url: str | URL) -> str:
-    return make_url(str(url)).render_as_string(hide_password=True)
+# SQLSTATEs worth retrying a transaction for: serialization failure, deadlock, and the server shutting down or
+# crashing (class 08, connection exceptions, is matched by prefix). Other errors, even those psycopg2 files
+# under OperationalError (a key over the index row size, a tsvector too long, a statement timeout), are the
+# data's fault.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """A lost connection, a server restart, a deadlock or a serialization failure, anywhere in the chain
+    (a driver error raised on the raw cursor is followed by SQLAlchemy's failed rollback)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, psycopg2.Error) and _transient_driver_error(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def _transient_driver_error(error: psycopg2.Error) -> bool:
+    code = error.pgcode
+    if code is None:  # raised by libpq itself: the connection broke or was already closed
+        return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+    return code.startswith("08") or code in TRANSIENT_SQLSTATES

@@ -1,4 +1,4 @@
-"""Reading local inputs: files and directories of .txt, .md and .html(.gz).
+"""Local files: documents and directories of .txt, .md and .html(.gz), with their metadata sidecars.
 
 A file may carry a metadata sidecar beside it, ``NAME.meta.yaml`` (for example
 ``000_seed.txt.meta.yaml``) with any of ``title``, ``author``, ``published``,
@@ -14,9 +14,8 @@ import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import yaml
-
-from pipeline.extract.textutil import metadata_strings
+from pipeline.errors import SourceError
+from pipeline.metadata import MetadataError, load_metadata
 from pipeline.models import RawDocument
 
 SIDECAR_SUFFIX = ".meta.yaml"
@@ -30,10 +29,6 @@ MEDIA_TYPES = {
 }
 MAX_FILE_BYTES = 10 * 1024 * 1024  # the same default as NEWSFLOW_FETCH_MAX_BYTES
 MAX_SIDECAR_BYTES = 64 * 1024
-
-
-class SourceError(ValueError):
-    """A document could not be read; the message says why, for the errors table."""
 
 
 def is_url(value: str) -> bool:
@@ -104,9 +99,6 @@ def read_sidecar(path: Path) -> Mapping[str, str]:
     if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
         raise SourceError(f"metadata sidecar {sidecar.name} is over the {MAX_SIDECAR_BYTES:,}-byte limit")
     try:
-        loaded = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        return load_metadata(sidecar.read_text(encoding="utf-8"))
+    except (MetadataError, UnicodeDecodeError) as error:
         raise SourceError(f"unreadable metadata sidecar {sidecar.name}: {error}") from error
-    if not isinstance(loaded, dict):
-        raise SourceError(f"metadata sidecar {sidecar.name} must be a mapping of key: value")
-    return metadata_strings(loaded)

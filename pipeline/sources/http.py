@@ -25,9 +25,10 @@ import httpx
 import tenacity
 
 import pipeline
-from pipeline.fetch import guard
-from pipeline.fetch.guard import UnsafeURLError, check_url
+from pipeline.errors import FetchError
 from pipeline.settings import Settings
+from pipeline.sources import guard
+from pipeline.sources.guard import UnsafeURLError, check_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -36,10 +37,6 @@ FEED_TYPES = frozenset(
     {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml", "text/xml"}
 )
 ROBOTS_MAX_BYTES = 512 * 1024
-
-
-class FetchError(RuntimeError):
-    """A URL could not be fetched; the message says why (status, limit, guard, timeout)."""
 
 
 class _RetryableError(Exception):

@@ -1,0 +1,1 @@
+"""The database: every SQL statement Newsflow sends lives in this package."""

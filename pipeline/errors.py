@@ -1,0 +1,108 @@
+"""Every error Newsflow raises, each carrying the stage it belongs to.
+
+Two families, because they call for opposite responses:
+
+- ``DocumentError``: one document cannot be read, fetched, extracted, analysed or loaded. It becomes that
+  document's ``ingest_errors`` row and the batch goes on.
+- ``SystemicError``: the run cannot go on for anyone (the database is unreachable, the disk is full, the
+  model is missing). It stops the run with a clear message (exit status 3 on the command line).
+
+Errors of libraries are translated into these at the boundary where they are met, as httpx does; anything
+else a document trips is described in one line by ``describe`` and treated as that document's problem.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class NewsflowError(Exception):
+    """Base of Newsflow's errors; ``stage`` names where it happened (read, fetch, extract, facts, load, …)."""
+
+    default_stage = "ingest"
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage or self.default_stage
+
+
+class DocumentError(NewsflowError):
+    """One document's problem: recorded against it, and the batch goes on."""
+
+
+class SourceError(DocumentError, ValueError):
+    """A local document could not be read."""
+
+    default_stage = "read"
+
+
+class FetchError(DocumentError, RuntimeError):
+    """A URL could not be fetched (status, limit, guard, timeout)."""
+
+    default_stage = "fetch"
+
+
+class ExtractError(DocumentError, ValueError):
+    """The document's body or metadata cannot be extracted."""
+
+    default_stage = "extract"
+
+
+class FactsError(DocumentError, RuntimeError):
+    """Fact extraction failed on one document."""
+
+    default_stage = "facts"
+
+
+class LoadError(DocumentError, RuntimeError):
+    """The database refused one document (its other documents were stored)."""
+
+    default_stage = "load"
+
+
+class DocumentTimeoutError(DocumentError, TimeoutError):
+    """One document took longer than its time budget in a stage."""
+
+
+class SystemicError(NewsflowError, RuntimeError):
+    """The run cannot go on for anyone; it stops with this message."""
+
+
+class DatabaseUnavailableError(SystemicError):
+    """The configured or embedded database cannot be reached, or the connection was lost for good."""
+
+    default_stage = "database"
+
+
+class ModelNotFoundError(SystemicError):
+    """The configured spaCy model is not installed."""
+
+    default_stage = "facts"
+
+
+class DiskFullError(SystemicError):
+    """No space left on a device the run writes to."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def describe(error: BaseException) -> str:
+    """One line naming the cause: our own messages as they are, anything else as "Type: first line"."""
+    if isinstance(error, NewsflowError):
+        return _first_line(str(error)) or type(error).__name__
+    origin = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    line = _first_line(str(origin))
+    return f"{type(origin).__name__}: {line}" if line else type(origin).__name__
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip()[:500] if lines else ""
+
+
+def disk_full(error: BaseException) -> DiskFullError | None:
+    """The systemic error for a full disk or quota, when ``error`` is one."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return DiskFullError(f"no space left: {error.strerror} ({error.filename or 'a file the run writes'})")
+    return None

@@ -1,0 +1,118 @@
+"""Parallel ingestion: worker processes, each loading the model once, share one ingest run.
+
+The parent opens the run and hands the inputs to the workers in batches of ``NEWSFLOW_BATCH_SIZE`` (paths and
+URLs only; documents never cross processes). Each worker runs the batch step with its own database engine and
+returns its summary, which the parent adds up.
+
+A document that kills its worker (a crash, the OOM killer) breaks the pool. The batches that were in flight
+then are the suspects: they are run again one document at a time, one at a time, in a fresh pool, so the
+culprit is found, recorded as failed ("its worker process died"), and every other document is still loaded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import islice
+
+from sqlalchemy.engine import Engine
+
+from pipeline.db.engine import create_engine, database_url
+from pipeline.facts.model import load_model
+from pipeline.ingest import ingest_values
+from pipeline.ingest.run import Input, Run, RunSummary, join_run, open_run
+from pipeline.models import Failure
+from pipeline.settings import Settings
+
+WORKER_DIED = "its worker process died while processing it (a crash or the OOM killer?)"
+_worker: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class _Work:
+    values: list[str]
+    suspect: bool = False  # run alone, after a worker died with it in flight
+
+
+def ingest_parallel(
+    settings: Settings,
+    engine: Engine,
+    inputs: Iterable[str],
+    *,
+    workers: int,
+    trigger: str = "cli",
+    on_batch: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Ingest with ``workers`` processes; ``on_batch`` hears how many inputs each finished batch held."""
+    queue = deque(_Work(values) for values in _chunks(inputs, settings.batch_size))
+    with open_run(settings, engine, trigger=trigger) as run:
+        while queue:
+            with _pool(settings, workers) as pool:
+                _drain(run, pool, queue, workers, on_batch or (lambda _n: None))
+    return run.summary
+
+
+def _chunks(values: Iterable[str], size: int) -> Iterable[list[str]]:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(settings,))
+
+
+def _drain(
+    run: Run, pool: ProcessPoolExecutor, queue: deque[_Work], workers: int, on_batch: Callable[[int], None]
+) -> None:
+    """Keep the workers busy until the queue is empty, or the pool broke (its suspects then wait in front)."""
+    in_flight: dict[Future[RunSummary], _Work] = {}
+    while queue or in_flight:
+        while queue and len(in_flight) < (1 if queue[0].suspect else workers) and not _suspect_running(in_flight):
+            work = queue.popleft()
+            in_flight[pool.submit(_ingest_batch, run.id, work.values)] = work
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            work = in_flight.pop(future)
+            try:
+                part = future.result()
+            except BrokenProcessPool:
+                _requeue_suspects(run, [work, *in_flight.values()], queue, on_batch)
+                return
+            run.summary.merge(part)
+            on_batch(part.seen)
+
+
+def _suspect_running(in_flight: dict[Future[RunSummary], _Work]) -> bool:
+    return any(work.suspect for work in in_flight.values())
+
+
+def _requeue_suspects(run: Run, suspects: list[_Work], queue: deque[_Work], on_batch: Callable[[int], None]) -> None:
+    """A suspect that was already alone is the culprit; the others go again, one document at a time."""
+    for work in suspects:
+        if work.suspect:
+            run.fail(Input(work.values[0]), Failure(work.values[0], "process", WORKER_DIED))
+            on_batch(1)
+        else:
+            queue.extendleft(_Work([value], suspect=True) for value in reversed(work.values))
+
+
+def _start(settings: Settings) -> None:
+    """Worker start-up: one engine and one loaded model per process."""
+    _worker["settings"] = settings
+    _worker["engine"] = create_engine(database_url(settings))
+    load_model(settings.spacy_model)
+
+
+def _ingest_batch(run_id: int, values: list[str]) -> RunSummary:
+    settings, engine = _worker["settings"], _worker["engine"]
+    assert isinstance(settings, Settings) and isinstance(engine, Engine)
+    part = RunSummary(run_id=run_id)
+    with join_run(settings, engine, part) as run:
+        ingest_values(run, values)
+    return part

@@ -1,0 +1,201 @@
+"""A run: its row in ``ingest_runs``, its counts by outcome, the seconds per stage, and the one failure recorder.
+
+Every input of a run ends with exactly one outcome (loaded, replaced, unchanged, staged or failed), so
+``seen`` is their sum. A failed input is one ``ingest_errors`` row with its stage and reason; a staged
+document the run had claimed is closed with the same reason, so it is never tried again. When something
+systemic stops the run, the row says so (status ``stopped``, ``stop_reason``) and the error goes on up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from pipeline.db import raw_store, runs
+from pipeline.db.raw_store import StoredVersion
+from pipeline.errors import SystemicError, describe
+from pipeline.facts.batch import Analyser
+from pipeline.models import Document, Failure
+from pipeline.settings import Settings
+from pipeline.sources import Fetcher, FetchPolicy
+
+Progress = Callable[[str], None]
+OUTCOMES = ("loaded", "replaced", "unchanged", "staged", "failed")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One document to process: the path or URL as given, or a version from the raw store (``stored``), which
+    the run has claimed when it is a staged document waiting for processing (``claimed``)."""
+
+    name: str
+    stored: StoredVersion | None = None
+    claimed: bool = False
+
+    @property
+    def claimed_raw_id(self) -> int | None:
+        return self.stored.id if self.stored is not None and self.claimed else None
+
+
+@dataclass
+class RunSummary:
+    """What a run did: for the command line's table, the Airflow task's asset event, and the run's row."""
+
+    run_id: int
+    outcomes: Counter[str] = field(default_factory=Counter)
+    sections: int = 0
+    entities: int = 0
+    quotes: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    articles: dict[str, int] = field(default_factory=dict)  # input (path or URL) → article id
+    raw_documents: dict[str, int] = field(default_factory=dict)  # input → staged raw document id
+    stage_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    stop_reason: str | None = None
+
+    @property
+    def seen(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def loaded(self) -> int:
+        return self.outcomes["loaded"]
+
+    @property
+    def replaced(self) -> int:
+        return self.outcomes["replaced"]
+
+    @property
+    def unchanged(self) -> int:
+        return self.outcomes["unchanged"]
+
+    @property
+    def staged(self) -> int:
+        return self.outcomes["staged"]
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes["failed"]
+
+    def counts(self) -> dict[str, int]:
+        return {"seen": self.seen, "loaded": self.loaded + self.replaced, "unchanged": self.unchanged,
+                "failed": self.failed}  # fmt: skip
+
+    def extra(self) -> dict[str, int]:
+        """The counts an Airflow asset event carries."""
+        return {**self.counts(), "staged": self.staged, "sections": self.sections, "quotes": self.quotes}
+
+    def merge(self, other: RunSummary) -> None:
+        """Add another summary of the same run (a parallel worker's) to this one."""
+        self.outcomes.update(other.outcomes)
+        self.sections, self.entities = self.sections + other.sections, self.entities + other.entities
+        self.quotes += other.quotes
+        self.failures.extend(other.failures)
+        self.articles.update(other.articles)
+        self.raw_documents.update(other.raw_documents)
+        for stage, seconds in other.stage_seconds.items():
+            self.stage_seconds[stage] += seconds
+
+    def record(self) -> runs.RunRecord:
+        return runs.RunRecord(
+            self.seen, self.loaded + self.replaced, self.unchanged, self.failed, dict(self.outcomes),
+            dict(self.stage_seconds), self.stop_reason,
+        )  # fmt: skip
+
+
+class Run:
+    """What a run's batches share: settings, the database (None for ``newsflow extract``), one HTTP client,
+    the summary, and the progress callback that hears of every input once its outcome is known."""
+
+    def __init__(self, settings: Settings, engine: Engine | None, summary: RunSummary, on_document: Progress) -> None:
+        self.settings, self.engine, self.summary = settings, engine, summary
+        self.on_document = on_document
+        self.fetcher = Fetcher(FetchPolicy.from_settings(settings))
+
+    @property
+    def id(self) -> int:
+        return self.summary.run_id
+
+    def analyser(self) -> Analyser:
+        """The model and known people (loaded once per process); ``ModelNotFoundError`` is systemic."""
+        return Analyser.load(self.settings.spacy_model, self.settings.people_path)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.stage_seconds[stage] += time.perf_counter() - started
+
+    def fail(self, item: Input, failure: Failure) -> Failure:
+        """The one failure recorder: counted, an ``ingest_errors`` row, and a claimed staged document closed."""
+        self.summary.failures.append(failure)
+        if self.engine is not None:
+            runs.record_error(self.engine, run_id=self.id, source=failure.source, stage=failure.stage,
+                              error=failure.error)  # fmt: skip
+            if item.claimed_raw_id is not None:
+                raw_store.close(
+                    self.engine, item.claimed_raw_id, article_id=None, error=f"{failure.stage}: {failure.error}"
+                )
+        self._outcome(item.name, "failed")
+        return failure
+
+    def succeed(self, item: Input, outcome: str, document: Document | None = None) -> None:
+        """An input that made it: loaded, replaced, unchanged or staged (with the document's counts when loaded)."""
+        if document is not None and outcome in {"loaded", "replaced"}:
+            self.summary.sections += len(document.sections)
+            self.summary.entities += len(document.facts.entities)
+            self.summary.quotes += len(document.facts.quotes)
+        self._outcome(item.name, outcome)
+
+    def _outcome(self, name: str, outcome: str) -> None:
+        self.summary.outcomes[outcome] += 1
+        self.on_document(name)
+
+    def close(self) -> None:
+        self.fetcher.close()
+
+
+@contextmanager
+def open_run(settings: Settings, engine: Engine, *, trigger: str, on_document: Progress | None = None) -> Iterator[Run]:
+    """A new run: its row (closing runs on this host whose process died as abandoned), finished on the way out,
+    as ``stopped`` with the reason when a systemic error ends it."""
+    summary = RunSummary(run_id=runs.start_run(engine, trigger=trigger))
+    try:
+        with join_run(settings, engine, summary, on_document=on_document) as run:
+            yield run
+    except SystemicError as error:
+        summary.stop_reason = str(error)
+        raise
+    except Exception as error:
+        summary.stop_reason = f"internal error: {describe(error)}"
+        raise
+    finally:
+        _finish(engine, summary)
+
+
+def _finish(engine: Engine, summary: RunSummary) -> None:
+    """Write the run's row; a run stopped because the database went away may not be able to, and says so
+    through its error instead."""
+    try:
+        runs.finish_run(engine, summary.run_id, summary.record())
+    except Exception:
+        if summary.stop_reason is None:
+            raise
+
+
+@contextmanager
+def join_run(
+    settings: Settings, engine: Engine | None, summary: RunSummary, *, on_document: Progress | None = None
+) -> Iterator[Run]:
+    """Work inside a run that is already open (a parallel worker's share), or without a database."""
+    run = Run(settings, engine, summary, on_document or (lambda _name: None))
+    try:
+        yield run
+    finally:
+        run.close()

@@ -1,0 +1,88 @@
+"""The scheduled path: fetch into the raw store, process what waits there, and reprocess stored versions.
+
+``news_daily`` fetches feed entries into the raw store (``stage_values``); ``process_pending`` claims what
+waits there and runs the batch step over it; ``reprocess`` re-derives the facts of stored articles from their
+raw bytes after an extractor upgrade, without fetching anything.
+
+Poison never stalls the queue. A staged document that fails is closed with its error by the failure
+recorder. One that kills its process (a crash, the OOM killer) stays claimed by a run that is over; the next
+run takes such documents one at a time, so only the culprit dies again, and once its processing has died
+``NEWSFLOW_QUARANTINE_ATTEMPTS`` times it is closed as quarantined (``v_quarantined_documents``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.engine import Engine
+
+from pipeline.db import raw_store
+from pipeline.db.raw_store import ClaimPolicy
+from pipeline.ingest.boundary import guarded
+from pipeline.ingest.run import Input, Run, RunSummary, open_run
+from pipeline.ingest.step import batches, ingest_batch
+from pipeline.models import Failure
+from pipeline.settings import Settings
+from pipeline.sources import read_input
+
+DEFAULT_LIMIT = 1000
+
+
+def process_pending(
+    settings: Settings, engine: Engine, *, limit: int = DEFAULT_LIMIT, trigger: str = "process"
+) -> RunSummary:
+    """Process up to ``limit`` staged documents, oldest first; each failure is recorded and closes its document."""
+    with open_run(settings, engine, trigger=trigger) as run:
+        policy = ClaimPolicy(run.id, settings.claim_lease_seconds, settings.quarantine_attempts)
+        _quarantine(run, policy)
+        while run.summary.seen < limit:
+            claimed = _claim(run, policy, limit - run.summary.seen)
+            if not claimed:
+                break
+            ingest_batch(run, [Input(version.raw.source, stored=version, claimed=True) for version in claimed])
+    return run.summary
+
+
+def _claim(run: Run, policy: ClaimPolicy, room: int) -> list[raw_store.StoredVersion]:
+    """A batch of never-tried documents, else one that a dead process left behind (alone, so that if it kills
+    this process too, nothing else is held up with it)."""
+    assert run.engine is not None
+    fresh = raw_store.claim(run.engine, policy, limit=min(run.settings.batch_size, room), fresh=True)
+    return fresh or raw_store.claim(run.engine, policy, limit=1, fresh=False)
+
+
+def _quarantine(run: Run, policy: ClaimPolicy) -> None:
+    assert run.engine is not None
+    for _raw_id, source, reason in raw_store.quarantine(run.engine, policy):
+        run.fail(Input(source), Failure(source, "process", reason))
+
+
+def reprocess(
+    settings: Settings, engine: Engine, *, sources: list[str] | None = None, trigger: str = "reprocess"
+) -> RunSummary:
+    """Re-derive the facts of stored articles (all, or those whose source or URL is given) from their raw bytes."""
+    stored = raw_store.stored(engine, sources=sources)
+    with open_run(settings, engine, trigger=trigger) as run:
+        for batch in batches((Input(version.raw.source, stored=version) for version in stored), settings.batch_size):
+            ingest_batch(run, batch, force=True)
+    return run.summary
+
+
+def stage_values(run: Run, values: Iterable[str]) -> None:
+    """Fetch or read each input into the raw store, unless exactly this version is already there."""
+    for value in values:
+        _stage_one(run, value)
+
+
+def _stage_one(run: Run, value: str) -> None:
+    engine, item = run.engine, Input(value)
+    assert engine is not None
+    raw = guarded(run, item, "read", lambda: read_input(value, run.fetcher))
+    if isinstance(raw, Failure):
+        return
+    raw_id = guarded(run, item, "stage", lambda: raw_store.stage(engine, raw, run_id=run.id))
+    if isinstance(raw_id, Failure):
+        return
+    if raw_id is not None:
+        run.summary.raw_documents[value] = raw_id
+    run.succeed(item, "unchanged" if raw_id is None else "staged")

@@ -1,0 +1,1 @@
+"""Quality tooling: evaluation against the gold set, its report, the benchmarks, the known-people builder."""
