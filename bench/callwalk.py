@@ -5,7 +5,8 @@ Runs the CLI in this process under ``sys.setprofile`` and records every call fro
 pair across modules; the internals of a stage package (``extract``, ``facts``, ``sections``) count as one
 room, so calls between its own modules are not counted, calls into it are.
 
-Usage: python bench/callwalk.py FILE [--show] [--by-module]   (the database is NEWSFLOW_DATABASE_URL, else the embedded one)
+Usage: python bench/callwalk.py FILE [--show] [--by-module]
+(the database is NEWSFLOW_DATABASE_URL, else the embedded one)
 """
 
 from __future__ import annotations

@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.db import loader, raw_store  # noqa: E402
 from pipeline.db.engine import create_engine, embedded_database_url  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
 from pipeline.db.migrations import apply_migrations  # noqa: E402
-from pipeline.facts.model import load_model  # noqa: E402
-from pipeline.ingest.parallel import ingest_parallel  # noqa: E402
 from pipeline.facts.batch import NLP_BATCH_SIZE  # noqa: E402
+from pipeline.facts.model import load_model  # noqa: E402
+from pipeline.ingest import ingest  # noqa: E402
+from pipeline.ingest.parallel import ingest_parallel  # noqa: E402
 from pipeline.ingest.step import extract_and_lay_out  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.sources.files import read_file  # noqa: E402
@@ -234,7 +234,8 @@ def airflow_overhead(admin_url: str) -> dict[str, float]:
             )
             code = (
                 "from airflow.dag_processing.dagbag import BundleDagBag\n"
-                f"bag = BundleDagBag(dag_folder={str(ROOT / 'dags')!r}, bundle_path=__import__('pathlib').Path({str(ROOT / 'dags')!r}))\n"
+                f"dags = {str(ROOT / 'dags')!r}\n"
+                "bag = BundleDagBag(dag_folder=dags, bundle_path=__import__('pathlib').Path(dags))\n"
                 "for dag_id in ('news_daily', 'news_process'):\n"
                 "    assert str(bag.get_dag(dag_id).test().state) == 'success', dag_id\n"
             )

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import PAGES, default_admin_url, fresh_database  # noqa: E402
-from pipeline.db.engine import create_engine  # noqa: E402
 from pipeline.db.digest import content_digest  # noqa: E402
+from pipeline.db.engine import create_engine  # noqa: E402
 from pipeline.ingest.parallel import ingest_parallel  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 

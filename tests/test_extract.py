@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import SourceError
 from pipeline.extract import ExtractError, extract, remove_boilerplate
 from pipeline.extract.html import page_title
 from pipeline.extract.markdown import markdown_blocks, split_front_matter
 from pipeline.extract.plaintext import read_plain_text, split_paragraphs
 from pipeline.models import Block, RawDocument
-from pipeline.errors import SourceError
 from pipeline.sources.files import read_file
 
 from .conftest import BENCHMARK, SEED

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from pipeline.extract import extract
-from pipeline.models import Document
 from pipeline.facts.batch import Analyser
+from pipeline.models import Document
 from pipeline.sections import lay_out
 from pipeline.sources.files import read_file
 

@@ -22,14 +22,14 @@ import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 
-from pipeline.ingest import staged as stages
-from pipeline.db.engine import create_engine
 from pipeline.db.digest import content_digest
-from pipeline.ingest.feeds import ingest_feeds
-from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
+from pipeline.db.engine import create_engine
 from pipeline.ingest import ingest
-from pipeline.settings import Settings
+from pipeline.ingest import staged as stages
+from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.staged import process_pending
+from pipeline.settings import Settings
+from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
 
 from .conftest import BENCHMARK, SEED, MakeDatabase
 from .test_feeds import rss

@@ -13,8 +13,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipeline.ingest.feeds import ingest_feeds
-from pipeline.sources.feeds import FeedListError, read_feed_list
 from pipeline.settings import Settings
+from pipeline.sources.feeds import FeedListError, read_feed_list
 
 from .test_fetch import article
 

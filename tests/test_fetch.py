@@ -16,8 +16,8 @@ from werkzeug import Request, Response
 import pipeline.sources.guard as guard
 import pipeline.sources.http as http
 from pipeline.extract import extract
-from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
 from pipeline.sources.guard import UnsafeURLError, check_url
+from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
 from pipeline.sources.pages import canonical_url, fetch_page
 
 from .conftest import BENCHMARK

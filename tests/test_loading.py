@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.db import loader as loading
-from pipeline.db.engine import create_engine
 from pipeline.db.digest import content_digest
-from pipeline.ingest import extract_documents
+from pipeline.db.engine import create_engine
 from pipeline.db.loader import LoadFailure, LoadItem, LoadOptions, LoadResult, load_documents
+from pipeline.ingest import extract_documents
 from pipeline.models import Document, RawDocument
 from pipeline.settings import Settings
 from pipeline.sources.files import read_file

@@ -11,11 +11,10 @@ from hypothesis import strategies as st
 
 from pipeline.extract import remove_boilerplate
 from pipeline.extract.plaintext import read_plain_text
+from pipeline.facts.batch import Analyser
 from pipeline.facts.calendar import resolve
 from pipeline.models import Block, Document, Extracted
-from pipeline.facts.batch import Analyser
-from pipeline.sections import lay_out
-from pipeline.sections import layout, mark_plain_headings
+from pipeline.sections import lay_out, layout, mark_plain_headings
 
 # Arbitrary Unicode (no surrogates, which cannot be encoded), with the characters the rules look at made common.
 NEWS_CHARS = st.sampled_from([*" \n\n“”\"‘’'.,:;!?-—()[]0123456789$%€ ", "Mr.", "said", "Putin", "May"])

@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 
-from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest import ingest
-from pipeline.settings import Settings
+from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.staged import process_pending, reprocess
+from pipeline.settings import Settings
 
 from .conftest import SEED
 from .test_feeds import rss

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline.ingest import ingest
 from pipeline.db.migrations import apply_migrations, pending_migrations
+from pipeline.ingest import ingest
 from pipeline.settings import Settings
 
 from .conftest import SEED, table_digest
