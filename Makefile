@@ -40,6 +40,7 @@ eval: install
 bench: install
 	$(BIN)/python -m pipeline.quality.benchmark extraction
 	$(BIN)/python -m pipeline.quality.benchmark facts
+	$(BIN)/python -m pipeline.quality.benchmark pathological
 	$(BIN)/python bench/run.py
 
 # 10,000 documents made unique from the benchmark pages, 2 workers: errors and memory over a long run

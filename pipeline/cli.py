@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from pipeline.db.engine import check_connection, create_engine, database_url, libpq_url, psql_command
-from pipeline.db.migrations import apply_migrations
+from pipeline.db import open_database
+from pipeline.db.engine import database_url, libpq_url, psql_command
 from pipeline.errors import SystemicError
 from pipeline.ingest import RunSummary, extract_documents, ingest
 from pipeline.ingest.feeds import ingest_feeds
@@ -75,8 +75,8 @@ def ingest_command(
         raise typer.Exit(EXIT_DATABASE) from error
     for summary in summaries:
         _print_summary(summary)
-    console.print(f"Look at the data: {psql_command(database_url(settings))}", soft_wrap=True, highlight=False)
-    if any(summary.failed for summary in summaries):
+    console.print(f"Look at the data: {psql_command(engine)}", soft_wrap=True, highlight=False)
+    if any(summary.failures for summary in summaries):
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -181,11 +181,8 @@ def db_migrate_command() -> None:
 
 
 def _ready_engine(settings: Settings, *, announce: bool = False) -> Engine:
-    url = database_url(settings)
-    engine = create_engine(url)
     try:
-        check_connection(engine)
-        applied = apply_migrations(url, settings.sql_dir)
+        engine, applied = open_database(settings)
     except SystemicError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_DATABASE) from error
@@ -216,25 +213,12 @@ def _progress() -> Progress:
 
 def _print_summary(summary: RunSummary) -> None:
     table = Table(title=f"ingest run {summary.run_id}")
-    for column in ("documents", "new", "replaced", "unchanged", "failed", "sections", "entities", "quotes"):
+    row = summary.table_row()
+    for column in row:
         table.add_column(column, justify="right")
-    table.add_row(
-        *(
-            str(v)
-            for v in (
-                summary.seen,
-                summary.loaded,
-                summary.replaced,
-                summary.unchanged,
-                summary.failed,
-                summary.sections,
-                summary.entities,
-                summary.quotes,
-            )
-        )
-    )
+    table.add_row(*(str(value) for value in row.values()))
     console.print(table)
-    if summary.seen and summary.unchanged == summary.seen:
+    if row["documents"] and row["unchanged"] == row["documents"]:
         console.print("Nothing changed: every document was already stored.")
     for failure in summary.failures:
         console.print(f"[red]failed[/] {failure.source} ({failure.stage}): {failure.error}")

@@ -21,6 +21,10 @@ class MetadataError(ValueError):
     """YAML metadata that cannot be used; the message says why."""
 
 
+class MetadataTooDeepError(MetadataError):
+    """YAML that is nested deeper than the parser goes: metadata, but none of it usable."""
+
+
 def load_metadata(text: str) -> dict[str, str]:
     """The fields of a YAML mapping, as lower-case keys and string values."""
     try:
@@ -28,7 +32,7 @@ def load_metadata(text: str) -> dict[str, str]:
     except yaml.YAMLError as error:
         raise MetadataError(f"not valid YAML: {_first_line(error)}") from error
     except RecursionError as error:
-        raise MetadataError("YAML nested too deeply") from error
+        raise MetadataTooDeepError("YAML nested too deeply") from error
     if not isinstance(loaded, dict):
         raise MetadataError("must be a mapping of key: value")
     return metadata_strings(loaded)

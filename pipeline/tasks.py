@@ -17,8 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from pipeline.db.engine import check_connection, create_engine, database_url
-from pipeline.db.migrations import apply_migrations
+from pipeline.db import open_database
 from pipeline.errors import SystemicError
 from pipeline.ingest import RunSummary
 from pipeline.ingest.feeds import ingest_feeds
@@ -48,10 +47,7 @@ def settings_for(connection_url: Callable[[], str]) -> Settings:
 
 def ready_engine(settings: Settings) -> Engine:
     """An engine on a migrated database, or ``SystemicError`` when it cannot be reached."""
-    url = database_url(settings)
-    engine = create_engine(url)
-    check_connection(engine)
-    apply_migrations(url, settings.sql_dir)
+    engine, _ = open_database(settings)
     return engine
 
 

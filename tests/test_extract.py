@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.errors import SourceError
 from pipeline.extract import ExtractError, extract, remove_boilerplate
-from pipeline.extract.html import page_title
+from pipeline.extract.html import page_title, read_html, without_attribute_floods
 from pipeline.extract.markdown import markdown_blocks, split_front_matter
 from pipeline.extract.plaintext import read_plain_text, split_paragraphs
 from pipeline.models import Block, RawDocument
@@ -187,3 +187,25 @@ def test_bad_files_fail_with_a_clear_reason(tmp_path: Path, name: str, body: byt
     path.write_bytes(body)
     with pytest.raises((SourceError, ExtractError), match=message):
         extract(read_file(path))
+
+
+def flood(count: int, attribute: str = 'a{i}=">"') -> str:
+    attributes = " ".join(attribute.format(i=i) for i in range(count))
+    return f"<html><body><div {attributes}>Hello</div><p>{'Real text here. ' * 40}</p></body></html>"
+
+
+@pytest.mark.parametrize("attribute", ['a{i}=">"', "a{i}", "a{i}='x'", "a{i}=x"])
+def test_a_tag_with_a_flood_of_attributes_loses_them_and_nothing_else(attribute: str) -> None:
+    """libxml2 and htmldate are quadratic in one tag's attributes: 300,000 of them would take hours."""
+    defused = without_attribute_floods(flood(300_000, attribute))
+    assert isinstance(defused, str) and defused.startswith("<html><body><div>Hello</div><p>Real text here.")
+    assert read_html(flood(300_000, attribute)).blocks[-1].text.startswith("Real text here.")
+
+
+def test_pages_without_a_flood_are_left_byte_for_byte() -> None:
+    script = "<script>var s = '<bo' + 'dy onload=\"x()\">'; " + "a = b; " * 5000 + "</script>"
+    page = f"<html><head>{script}<!-- <div {'x ' * 3000}> --></head><body><p>Text.</p></body></html>"
+    assert without_attribute_floods(page) == page
+    for path in sorted((BENCHMARK / "html").glob("*.html.gz"))[:40]:
+        html = gzip.decompress(path.read_bytes())
+        assert without_attribute_floods(html) == html

@@ -92,10 +92,10 @@ def check_connection(engine: Engine) -> None:
         raise DatabaseUnavailableError(f"cannot connect to {where}: {reason}") from error
 
 
-def psql_command(url: str) -> str:
-    """The exact shell command that opens psql on this database."""
+def psql_command(engine: Engine) -> str:
+    """The exact shell command that opens psql on this engine's database."""
     psql = "psql" if shutil.which("psql") else _bundled_psql()
-    return f"{psql} '{libpq_url(url)}'"
+    return f"{psql} '{libpq_url(engine.url.render_as_string(hide_password=False))}'"
 
 
 def _bundled_psql() -> str:

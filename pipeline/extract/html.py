@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import trafilatura
@@ -17,6 +18,13 @@ RESCUE_BELOW_CHARS = 250  # less main text than this and the fallback extractors
 DATE_PARAMS = {"extensive_search": False, "original_date": True, "outputformat": "%Y-%m-%d %H:%M:%S"}
 
 
+MAX_TAG_ATTRIBUTES = 1000
+FLOOD_GATE = 20_000  # "=" signs, or characters without a ">": below this no tag costs over a few seconds
+TAG_NAME = re.compile(r"<([A-Za-z][\w:-]*)")
+TAG_DELIMITERS = re.compile(r"[>\"']")
+RAW_TEXT_ELEMENTS = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"})
+
+
 class NoMainTextError(ValueError):
     """The page has no article text trafilatura can find."""
 
@@ -27,6 +35,7 @@ def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
     trafilatura runs in its fast mode first; only when that finds too little
     text do its fallback extractors (readability, jusText) get a go.
     """
+    body = without_attribute_floods(body)
     document = _bare_extraction(body, url=url, fast=True)
     blocks = tuple(_walk(document.body)) if _has_body(document) else ()
     if sum(len(block.text) for block in blocks) < RESCUE_BELOW_CHARS:
@@ -47,6 +56,74 @@ def read_html(body: bytes | str, *, url: str | None = None) -> Extracted:
         url=_meta(document, "url"),
         site_name=_meta(document, "sitename"),
     )
+
+
+def without_attribute_floods(html: bytes | str) -> bytes | str:
+    """The page with the attributes dropped from any tag that has more than ``MAX_TAG_ATTRIBUTES``.
+
+    libxml2 checks each attribute of a tag against all the others, and htmldate scans them again, so one tag
+    with a hundred thousand attributes costs minutes; no real tag has a thousand. Such a tag needs either many
+    "=" signs (``a=">"``, whose quoted ">" hide the tag's length) or a long stretch without ">" (bare names);
+    a page with neither is returned as it is, after two scans at C speed."""
+    text = html.decode("latin-1") if isinstance(html, bytes) else html
+    if text.count("=") < FLOOD_GATE and max(map(len, text.split(">"))) < FLOOD_GATE:
+        return html
+    floods = [(start, end) for start, end in _tags(text) if _attribute_count(text, start, end) > MAX_TAG_ATTRIBUTES]
+    if not floods:
+        return html
+    pieces, position = [], 0
+    for start, end in floods:
+        name = TAG_NAME.match(text, start)
+        pieces += [text[position:start], f"<{name.group(1) if name else 'span'}>"]
+        position = end + 1
+    defused = "".join([*pieces, text[position:]])
+    return defused.encode("latin-1") if isinstance(html, bytes) else defused
+
+
+def _attribute_count(text: str, start: int, end: int) -> int:
+    """At least the number of attributes of the tag at text[start:end] (quoted spaces count too)."""
+    return max(text.count("=", start, end), text.count(" ", start, end))
+
+
+def _tags(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each start tag, from its "<" to its ">", as an HTML tokenizer sees them: quoted attribute
+    values, comments and the raw text of script, style and the like are skipped over."""
+    position = 0
+    while (opener := text.find("<", position)) >= 0:
+        if text.startswith("!--", opener + 1):
+            closer = text.find("-->", opener + 4)
+            position = len(text) if closer < 0 else closer + 3
+        elif (name := TAG_NAME.match(text, opener)) is None:
+            position = opener + 1
+        else:
+            end = _tag_end(text, name.end())
+            if end < 0:
+                return
+            yield opener, end
+            position = _after_raw_text(text, name.group(1).lower(), end + 1)
+
+
+def _tag_end(text: str, position: int) -> int:
+    """Where the tag whose attributes start at ``position`` ends (its ">"), or -1 when it never does."""
+    while (delimiter := TAG_DELIMITERS.search(text, position)) is not None:
+        char, position = delimiter.group(), delimiter.start()
+        if char == ">":
+            return position
+        if char in "\"'" and text[max(0, position - 16) : position].rstrip().endswith("="):
+            closing = text.find(char, position + 1)
+            if closing < 0:
+                return -1
+            position = closing
+        position += 1
+    return -1
+
+
+def _after_raw_text(text: str, name: str, position: int) -> int:
+    """After a script, style or similar element's raw text (its end tag), or ``position`` for other tags."""
+    if name not in RAW_TEXT_ELEMENTS:
+        return position
+    closing = re.compile(f"</{name}", re.IGNORECASE).search(text, position)
+    return len(text) if closing is None else closing.end()
 
 
 def _bare_extraction(body: bytes | str, *, url: str | None, fast: bool) -> Any:

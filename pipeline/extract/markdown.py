@@ -8,7 +8,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from pipeline.extract.textutil import clean_inline
-from pipeline.metadata import MetadataError, load_metadata
+from pipeline.metadata import MetadataError, MetadataTooDeepError, load_metadata
 from pipeline.models import Block, BlockKind
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
@@ -22,6 +22,8 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
         return {}, text
     try:
         return load_metadata(match.group("yaml")), text[match.end() :]
+    except MetadataTooDeepError:
+        return {}, text[match.end() :]  # front matter, but nothing in it is a field we could use
     except MetadataError:
         return {}, text  # not front matter after all: a thematic break and text
 

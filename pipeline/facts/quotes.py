@@ -38,6 +38,9 @@ MAX_TERM_WORDS = 3  # a verbless quoted fragment this short modifying a noun is 
 MODIFIER_DEPS = frozenset({"amod", "compound", "nmod", "poss", "appos", "nummod"})
 
 
+CUE_WINDOW_TOKENS = 100  # tokens around the marks where a speech verb or "according to" may be
+
+
 @dataclass(frozen=True)
 class _Attribution:
     speaker: Speaker | None
@@ -136,7 +139,8 @@ def _cues_near(doc: Doc, span: QuotedSpan) -> list[Token]:
 
 def _sentences_touching(doc: Doc, span: QuotedSpan) -> list[Span]:
     """The sentences the marks fall in, plus an attribution sentence right after the closing mark
-    ("?" Schiff asked.) and an introducing one ending in a colon (Ms Persson said: "…)."""
+    ("?" Schiff asked.) and an introducing one ending in a colon (Ms Persson said: "…), each clipped to
+    ``CUE_WINDOW_TOKENS`` around the marks (a text without sentence ends must not cost each quote all of it)."""
     first = doc.char_span(span.outer_start, span.outer_start + 1, alignment_mode="expand")
     last = doc.char_span(max(span.outer_end - 1, span.outer_start), span.outer_end, alignment_mode="expand")
     if first is None or last is None:
@@ -148,7 +152,9 @@ def _sentences_touching(doc: Doc, span: QuotedSpan) -> list[Span]:
     before = sentence_of(first[0]).start
     if before > 0 and text_of(doc)[: span.outer_start].rstrip().endswith(":"):
         sentences.append(sentence_of(doc[before - 1]))
-    return list({s.start: s for s in sentences}.values())
+    low, high = first[0].i - CUE_WINDOW_TOKENS, last[-1].i + CUE_WINDOW_TOKENS
+    clipped = (doc[max(s.start, low) : min(s.end, high)] for s in sentences)
+    return list({s.start: s for s in clipped if len(s)}.values())
 
 
 def _adjacent(gap: str) -> bool:

@@ -22,7 +22,7 @@ from pipeline.errors import SystemicError, describe
 from pipeline.facts.batch import Analyser
 from pipeline.models import Document, Failure
 from pipeline.settings import Settings
-from pipeline.sources import Fetcher, FetchPolicy
+from pipeline.sources import Fetcher
 
 Progress = Callable[[str], None]
 OUTCOMES = ("loaded", "replaced", "unchanged", "staged", "failed")
@@ -85,6 +85,12 @@ class RunSummary:
         return {"seen": self.seen, "loaded": self.loaded + self.replaced, "unchanged": self.unchanged,
                 "failed": self.failed}  # fmt: skip
 
+    def table_row(self) -> dict[str, int]:
+        """The command line's summary: documents, then each outcome and what the loaded ones held."""
+        outcomes = {"new": self.loaded, "replaced": self.replaced, "unchanged": self.unchanged, "failed": self.failed}
+        return {"documents": self.seen, **outcomes, "sections": self.sections, "entities": self.entities,
+                "quotes": self.quotes}  # fmt: skip
+
     def extra(self) -> dict[str, int]:
         """The counts an Airflow asset event carries."""
         return {**self.counts(), "staged": self.staged, "sections": self.sections, "quotes": self.quotes}
@@ -114,7 +120,7 @@ class Run:
     def __init__(self, settings: Settings, engine: Engine | None, summary: RunSummary, on_document: Progress) -> None:
         self.settings, self.engine, self.summary = settings, engine, summary
         self.on_document = on_document
-        self.fetcher = Fetcher(FetchPolicy.from_settings(settings))
+        self.fetcher = Fetcher.from_settings(settings)
 
     @property
     def id(self) -> int:

@@ -20,10 +20,9 @@ from pipeline.db import raw_store
 from pipeline.db.raw_store import ClaimPolicy
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Run, RunSummary, open_run
-from pipeline.ingest.step import batches, ingest_batch
+from pipeline.ingest.step import batches, ingest_batch, read
 from pipeline.models import Failure
 from pipeline.settings import Settings
-from pipeline.sources import read_input
 
 DEFAULT_LIMIT = 1000
 
@@ -77,7 +76,7 @@ def stage_values(run: Run, values: Iterable[str]) -> None:
 def _stage_one(run: Run, value: str) -> None:
     engine, item = run.engine, Input(value)
     assert engine is not None
-    raw = guarded(run, item, "read", lambda: read_input(value, run.fetcher))
+    raw = read(run, item)
     if isinstance(raw, Failure):
         return
     raw_id = guarded(run, item, "stage", lambda: raw_store.stage(engine, raw, run_id=run.id))

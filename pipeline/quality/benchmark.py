@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from pipeline.errors import ExtractError, SourceError
 from pipeline.facts.batch import NLP_BATCH_SIZE
 from pipeline.facts.model import load_model
 from pipeline.ingest.run import Input, RunSummary, join_run
-from pipeline.ingest.step import Prepared, analyse, extract_and_lay_out
-from pipeline.models import Document
+from pipeline.ingest.step import Prepared, analyse, extract_and_lay_out, extract_batch
+from pipeline.models import Document, Failure
 from pipeline.quality.shingles import f1_of_averages, score_page
 from pipeline.settings import Settings
 from pipeline.sources.files import read_file
@@ -149,12 +150,45 @@ def facts_benchmark(arguments: list[str]) -> int:
     return 0 if ratio >= FACTS_SPEED_TARGET else 1
 
 
+def _pathological_text() -> dict[str, str]:
+    real = "<p>" + "Real text here. " * 40 + "</p>"
+    quoted = " ".join(f'a{i}=">"' for i in range(300_000))
+    return {
+        "tag-300k-attributes.html": f"<html><body><div {' '.join(f'a{i}=x' for i in range(300_000))}>Hi</div>{real}",
+        "tag-300k-quoted-gt.html": f"<html><body><div {quoted}>Hi</div>{real}",
+        "tag-300k-bare-names.html": f"<html><body><div {' '.join(f'a{i}' for i in range(300_000))}>Hi</div>{real}",
+        "1m-paragraphs.html": "<html><body>" + "<p>a</p>" * 1_000_000 + "</body></html>",
+        "1m-paragraphs.txt": "Title\n\n" + "a\n\n" * 1_000_000,
+        "200k-quotation-marks.txt": "Headline\n\n" + '" ' * 200_000,
+        "50k-quotes-one-sentence.txt": "Headline\n\n" + 'He said "yes" and ' * 50_000 + ".",
+    }
+
+
+def pathological_benchmark() -> int:
+    """Seconds and outcome of each pathological input through the production path, under the time budget."""
+    settings = Settings.from_env()
+    print(f"time budget per document: {settings.document_seconds:g} s (NEWSFLOW_DOCUMENT_SECONDS)")
+    with tempfile.TemporaryDirectory() as folder, join_run(settings, None, RunSummary(run_id=0)) as run:
+        for name, body in _pathological_text().items():
+            path = Path(folder) / name
+            path.write_text(body, encoding="utf-8")
+            started = time.perf_counter()
+            (result,) = extract_batch(run, [Input(str(path))])
+            seconds = time.perf_counter() - started
+            outcome = f"{result.stage}: {result.error}" if isinstance(result, Failure) else "loaded"
+            print(f"{name:<30} {path.stat().st_size / 1e6:5.1f} MB {seconds:7.1f} s  {outcome[:90]}")
+    return 0
+
+
 def main(arguments: list[str]) -> int:
     if arguments[:1] == ["extraction"]:
         return extraction_benchmark(Path(arguments[1]) if len(arguments) > 1 else BENCHMARK_DIR)
     if arguments[:1] == ["facts"]:
         return facts_benchmark(arguments[1:])
-    print("usage: python -m pipeline.quality.benchmark extraction [BENCHMARK_DIR] | facts [FILES...]", file=sys.stderr)
+    if arguments[:1] == ["pathological"]:
+        return pathological_benchmark()
+    usage = "extraction [BENCHMARK_DIR] | facts [FILES...] | pathological"
+    print(f"usage: python -m pipeline.quality.benchmark {usage}", file=sys.stderr)
     return 2
 
 

@@ -128,6 +128,10 @@ class Fetcher:
         self._gate = _HostGate(policy.host_interval, policy.host_concurrency)
         self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fetcher:
+        return cls(FetchPolicy.from_settings(settings))
+
     def __enter__(self) -> Fetcher:
         return self
 
