@@ -367,13 +367,17 @@ def _rate(results: dict[str, Any]) -> float:
     return float(results["documents"]) / float(results["single_seconds"])
 
 
+def _airflow_ratio(ratios: dict[str, float]) -> str:
+    return f"{ratios['airflow_vs_cli']:.2f}" if "airflow_vs_cli" in ratios else "not run"
+
+
 def write_outputs(results: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     ratios = results["ratios"]
     row = (
         f"| {results['date']} | {results['documents']} | {_rate(results):.2f} | "
         f"{ratios['end_to_end_vs_floors']:.2f} | {ratios['workers_speedup']:.2f} | {ratios['reingest_speedup']:.0f} | "
-        f"{ratios['load_vs_copy']:.2f} | {ratios.get('airflow_vs_cli', float('nan')):.2f} | "
+        f"{ratios['load_vs_copy']:.2f} | {_airflow_ratio(ratios)} | "
         + ", ".join(f"x{s}: {f['peak_rss_mb']:.0f} MB" for s, f in results["scales"].items())
         + " |\n"
     )

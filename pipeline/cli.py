@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import partial
@@ -67,7 +68,7 @@ def ingest_command(
     engine = _ready_engine(settings)
     summaries: list[RunSummary] = []
     try:
-        _run_ingest(settings, engine, sources, feed_urls, workers, summaries)
+        summaries.extend(_run_ingest(settings, engine, _Request(sources, feed_urls, workers)))
     except SystemicError as error:
         for summary in summaries:
             _print_summary(summary)
@@ -80,25 +81,28 @@ def ingest_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _run_ingest(
-    settings: Settings,
-    engine: Engine,
-    sources: list[str],
-    feed_urls: list[str],
-    workers: int,
-    summaries: list[RunSummary],
-) -> None:
+@dataclass(frozen=True)
+class _Request:
+    """What one ``newsflow ingest`` was asked for."""
+
+    sources: list[str]
+    feed_urls: list[str]
+    workers: int
+
+
+def _run_ingest(settings: Settings, engine: Engine, request: _Request) -> Iterator[RunSummary]:
+    """Each run's summary as it ends (feeds first); a systemic error stops the rest."""
     with _progress() as progress:
-        if feed_urls:
+        if request.feed_urls:
             task = progress.add_task("polling feeds", total=None)
-            summaries.append(ingest_feeds(settings, engine, feed_urls, on_document=lambda _s: progress.advance(task)))
-        if sources:
-            task = progress.add_task("ingesting", total=len(sources))
-            if workers > 1:
+            yield ingest_feeds(settings, engine, request.feed_urls, on_document=lambda _s: progress.advance(task))
+        if request.sources:
+            task = progress.add_task("ingesting", total=len(request.sources))
+            if request.workers > 1:
                 advance = partial(progress.advance, task)
-                summaries.append(ingest_parallel(settings, engine, sources, workers=workers, on_batch=advance))
+                yield ingest_parallel(settings, engine, request.sources, workers=request.workers, on_batch=advance)
             else:
-                summaries.append(ingest(settings, engine, sources, on_document=lambda _s: progress.advance(task)))
+                yield ingest(settings, engine, request.sources, on_document=lambda _s: progress.advance(task))
 
 
 def _feed_list(settings: Settings) -> list[str]:

@@ -54,12 +54,6 @@ class FactsError(DocumentError, RuntimeError):
     default_stage = "facts"
 
 
-class LoadError(DocumentError, RuntimeError):
-    """The database refused one document (its other documents were stored)."""
-
-    default_stage = "load"
-
-
 class DocumentTimeoutError(DocumentError, TimeoutError):
     """One document took longer than its time budget in a stage."""
 

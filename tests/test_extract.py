@@ -209,3 +209,11 @@ def test_pages_without_a_flood_are_left_byte_for_byte() -> None:
     for path in sorted((BENCHMARK / "html").glob("*.html.gz"))[:40]:
         html = gzip.decompress(path.read_bytes())
         assert without_attribute_floods(html) == html
+
+
+def test_a_flood_of_bare_names_on_separate_lines_is_found_and_long_quoted_values_are_not() -> None:
+    flooded = "<html><body><p " + "\n".join(f"a{i}" for i in range(200_000)) + ">Text.</p></body></html>"
+    assert without_attribute_floods(flooded) == "<html><body><p>Text.</p></body></html>"
+    svg = '<svg><path class="c" d="' + "M 0 0 L 1 1 " * 3000 + '"/></svg>'
+    page = "<html><head><script>" + "var a = b; " * 3000 + "</script></head><body>" + svg + "<p>T.</p></body></html>"
+    assert without_attribute_floods(page) == page

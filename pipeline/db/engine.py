@@ -130,6 +130,26 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+# SQLSTATEs that no document explains and every document will meet: the server out of disk, memory or
+# connections (class 53), a read-only server after a failover (25006), a schema that is not there (class 42:
+# an undefined table or column), a database that does not exist (3D000), a login refused (class 28).
+SYSTEMIC_SQLSTATE_CLASSES = ("53", "42", "28")
+SYSTEMIC_SQLSTATES = frozenset({"25006", "3D000"})
+
+
+def is_systemic(error: BaseException) -> bool:
+    """A database error that every document of the run would meet, anywhere in the chain."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "pgcode", None)
+        if isinstance(code, str) and (code.startswith(SYSTEMIC_SQLSTATE_CLASSES) or code in SYSTEMIC_SQLSTATES):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 def _transient_driver_error(error: psycopg2.Error) -> bool:
     code = error.pgcode
     if code is None:  # raised by libpq itself: the connection broke or was already closed

@@ -26,7 +26,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from pipeline.db import raw_store
 from pipeline.db.bulk import Row, copy_rows, in_order, insert_values
-from pipeline.db.engine import is_transient
+from pipeline.db.engine import is_systemic, is_transient
 from pipeline.errors import describe
 from pipeline.models import Document, RawDocument, name_key
 
@@ -73,8 +73,8 @@ def load_documents(engine: Engine, items: Sequence[LoadItem], options: LoadOptio
     try:
         return list(_load_together(engine, items, options))
     except Exception as error:  # isolate the bad document below
-        if is_transient(error):
-            raise  # still failing after the retries: the database is unreachable, not the data at fault
+        if is_transient(error) or is_systemic(error):
+            raise  # the database is unreachable or refuses everyone: not the data at fault
         if len(items) == 1:
             return [LoadFailure(describe(error))]
     return [_load_alone(engine, item, options) for item in items]

@@ -11,7 +11,7 @@ quarantined (``v_quarantined_documents``) instead of being tried again.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.db.bulk import in_order, insert_values, json_text
+from pipeline.db.runs import printable
+from pipeline.errors import SourceError
 from pipeline.models import RawDocument
 
 RAW_COLUMNS = ("source", "content_sha256", "media_type", "metadata", "body_gzip", "byte_size", "ingest_run_id")
@@ -26,11 +28,23 @@ RAW_COLUMNS = ("source", "content_sha256", "media_type", "metadata", "body_gzip"
 
 @dataclass(frozen=True)
 class StoredVersion:
-    """A raw document version read back from the store, with its id."""
+    """A raw document version in the store, as stored: decoded by ``raw()``, inside the document boundary."""
 
     id: int
-    raw: RawDocument
+    source: str
+    media_type: str
+    metadata: Any
+    body_gzip: bytes
     attempts: int = 0
+
+    def raw(self) -> RawDocument:
+        """The version's bytes and metadata; ``SourceError`` when the stored row is damaged."""
+        try:
+            body = gzip.decompress(self.body_gzip)
+            metadata = {str(key): str(value) for key, value in dict(self.metadata).items()}
+        except (OSError, EOFError, zlib.error, TypeError, ValueError) as error:
+            raise SourceError(f"stored version {self.id} cannot be read back: {error}") from error
+        return RawDocument(self.source, body, self.media_type, metadata)
 
 
 def raw_values(raw: RawDocument, run_id: int) -> dict[str, Any]:
@@ -84,7 +98,7 @@ CLAIMABLE = (
     "OR NOT EXISTS (SELECT FROM ingest_runs WHERE ingest_runs.id = claimed_by AND status = 'running'))"
 )
 CLAIM = (
-    f"WITH next AS (SELECT id FROM raw_documents WHERE {CLAIMABLE} AND (attempts = 0) = :fresh "
+    f"WITH next AS (SELECT id FROM raw_documents WHERE {CLAIMABLE} AND (attempts = 0) = :fresh AND attempts < :max "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) "
     "UPDATE raw_documents r SET attempts = r.attempts + 1, claimed_by = :run, claimed_at = now() FROM next "
     "WHERE r.id = next.id RETURNING r.id, r.source, r.media_type, r.metadata, r.body_gzip, r.attempts"
@@ -103,7 +117,8 @@ class ClaimPolicy:
 def claim(engine: Engine, policy: ClaimPolicy, *, limit: int, fresh: bool) -> list[StoredVersion]:
     """Claim up to ``limit`` waiting documents for this run, oldest first: never tried ones (``fresh``), or
     ones a dead process left behind."""
-    values = {"lease": policy.lease_seconds, "fresh": fresh, "limit": limit, "run": policy.run_id}
+    values = {"lease": policy.lease_seconds, "fresh": fresh, "limit": limit, "run": policy.run_id,
+              "max": policy.max_attempts}  # fmt: skip
     with engine.begin() as conn:
         rows = conn.execute(sa.text(CLAIM), values).all()
     return sorted((_version(row) for row in rows), key=lambda version: version.id)
@@ -124,6 +139,19 @@ def quarantine(engine: Engine, policy: ClaimPolicy) -> list[tuple[int, str, str]
     return [(int(row.id), row.source, row.process_error) for row in rows]
 
 
+RELEASE = (
+    "UPDATE raw_documents SET claimed_by = NULL, attempts = greatest(attempts - 1, 0) "
+    "WHERE claimed_by = :run AND processed_at IS NULL"
+)
+
+
+def release(engine: Engine, run_id: int) -> int:
+    """Give back what a run claimed and did not finish, when it stops for a reason that is not the documents'
+    (the database, an interrupt): their attempts are lowered again, so they are not quarantined for it."""
+    with engine.begin() as conn:
+        return int(conn.execute(sa.text(RELEASE), {"run": run_id}).rowcount or 0)
+
+
 def close(engine: Engine, raw_id: int, *, article_id: int | None, error: str | None = None) -> None:
     """Close a staged document: processed (linking its feed entries to the article) or failed with a reason."""
     with engine.begin() as conn:
@@ -132,7 +160,7 @@ def close(engine: Engine, raw_id: int, *, article_id: int | None, error: str | N
                 "UPDATE raw_documents SET processed_at = now(), process_error = :error, claimed_by = NULL "
                 "WHERE id = :id"
             ),
-            {"id": raw_id, "error": error},
+            {"id": raw_id, "error": printable(error) if error is not None else None},
         )
         if article_id is not None:
             conn.execute(
@@ -141,21 +169,27 @@ def close(engine: Engine, raw_id: int, *, article_id: int | None, error: str | N
             )
 
 
-STORED = (
-    "SELECT r.id, r.source, r.media_type, r.metadata, r.body_gzip, r.attempts FROM articles a "
-    "JOIN raw_documents r ON r.id = a.raw_document_id "
+STORED_IDS = (
+    "SELECT r.id FROM articles a JOIN raw_documents r ON r.id = a.raw_document_id "
     "WHERE :all OR a.source = ANY(:sources) OR a.url = ANY(:sources) ORDER BY a.id"
+)
+VERSIONS = (
+    "SELECT id, source, media_type, metadata, body_gzip, attempts FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
 )
 
 
-def stored(engine: Engine, *, sources: list[str] | None) -> list[StoredVersion]:
-    """The raw version behind each article (all of them, or those whose source or URL is given)."""
+def stored_ids(engine: Engine, *, sources: list[str] | None) -> list[int]:
+    """The raw version behind each article (all of them, or those whose source or URL is given), by id."""
+    values = {"all": sources is None, "sources": sources or []}
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(STORED), {"all": sources is None, "sources": sources or []}).all()
-    return [_version(row) for row in rows]
+        return [int(ident) for ident in conn.scalars(sa.text(STORED_IDS), values)]
+
+
+def versions(engine: Engine, ids: list[int]) -> list[StoredVersion]:
+    """These stored versions, as stored (a batch at a time, so a reprocess never holds the whole store)."""
+    with engine.connect() as conn:
+        return [_version(row) for row in conn.execute(sa.text(VERSIONS), {"ids": ids}).all()]
 
 
 def _version(row: Any) -> StoredVersion:
-    metadata: Mapping[str, str] = dict(row.metadata)
-    raw = RawDocument(row.source, gzip.decompress(row.body_gzip), row.media_type, metadata)
-    return StoredVersion(int(row.id), raw, int(row.attempts))
+    return StoredVersion(int(row.id), row.source, row.media_type, row.metadata, bytes(row.body_gzip), int(row.attempts))

@@ -88,9 +88,14 @@ def finish_run(engine: Engine, run_id: int, record: RunRecord) -> None:
         conn.execute(sa.text(FINISH_RUN), values)
 
 
+def printable(text: str) -> str:
+    """Text Postgres can store: a NUL (which a file name or URL may carry) written as ``\\x00``."""
+    return text.replace("\x00", "\\x00")
+
+
 def record_error(engine: Engine, *, run_id: int | None, source: str, stage: str, error: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO ingest_errors (ingest_run_id, source, stage, error) VALUES (:r, :s, :st, :e)"),
-            {"r": run_id, "s": source, "st": stage, "e": error[:4000]},
+            {"r": run_id, "s": printable(source), "st": stage, "e": printable(error)[:4000]},
         )

@@ -22,6 +22,8 @@ MAX_TAG_ATTRIBUTES = 1000
 FLOOD_GATE = 20_000  # "=" signs, or characters without a ">": below this no tag costs over a few seconds
 TAG_NAME = re.compile(r"<([A-Za-z][\w:-]*)")
 TAG_DELIMITERS = re.compile(r"[>\"']")
+QUOTED_VALUE = re.compile(r"\"[^\"]*\"|'[^']*'")
+WHITESPACE_RUN = re.compile(r"\s+")
 RAW_TEXT_ELEMENTS = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"})
 
 
@@ -74,15 +76,18 @@ def without_attribute_floods(html: bytes | str) -> bytes | str:
     pieces, position = [], 0
     for start, end in floods:
         name = TAG_NAME.match(text, start)
-        pieces += [text[position:start], f"<{name.group(1) if name else 'span'}>"]
+        closing = "/>" if text[end - 1] == "/" else ">"
+        pieces += [text[position:start], f"<{name.group(1) if name else 'span'}{closing}"]
         position = end + 1
     defused = "".join([*pieces, text[position:]])
     return defused.encode("latin-1") if isinstance(html, bytes) else defused
 
 
 def _attribute_count(text: str, start: int, end: int) -> int:
-    """At least the number of attributes of the tag at text[start:end] (quoted spaces count too)."""
-    return max(text.count("=", start, end), text.count(" ", start, end))
+    """About the number of attributes of the tag at text[start:end]: its "=" signs or its runs of white space,
+    whichever is more, outside quoted values."""
+    tag = QUOTED_VALUE.sub('""', text[start:end])
+    return max(tag.count("="), len(WHITESPACE_RUN.findall(tag)))
 
 
 def _tags(text: str) -> Iterator[tuple[int, int]]:

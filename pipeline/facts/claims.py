@@ -63,14 +63,14 @@ def _object_of(verb: Token) -> Span | None:
             if dep == "prep":
                 span = doc[child.i + 1 : child.right_edge.i + 1] if child.i + 1 <= child.right_edge.i else span
             if dep == "dobj":
-                span = _with_following_prep(verb, child, span)
+                span = _with_following_prep(verb, span)
             trimmed = _trim(span)
             if trimmed is not None:
                 return trimmed
     return None
 
 
-def _with_following_prep(verb: Token, obj: Token, span: Span) -> Span:
+def _with_following_prep(verb: Token, span: Span) -> Span:
     """The verb's prepositional phrase right after its object ("demands control over five territories")."""
     doc = verb.doc
     for child in verb.children:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import spacy
 from spacy.language import Language
@@ -38,3 +39,11 @@ def load_model(name: str) -> Language:
     if PARAGRAPH_COMPONENT not in nlp.pipe_names:
         nlp.add_pipe(PARAGRAPH_COMPONENT, before="parser")
     return nlp
+
+
+def check_model(name: str) -> None:
+    """``ModelNotFoundError`` unless the model is installed (a package or a path), without loading it."""
+    if not (spacy.util.is_package(name) or Path(name).exists()):
+        raise ModelNotFoundError(
+            f"spaCy model {name!r} is not installed; run `make install` or set NEWSFLOW_SPACY_MODEL"
+        )

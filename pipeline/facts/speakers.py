@@ -41,7 +41,6 @@ RELATIVE_PRONOUNS = frozenset({"who", "that", "which", "whom"})
 PERSON_PRONOUNS = frozenset({"he", "she", "him", "her", "his"})
 GROUP_PRONOUNS = frozenset({"they", "we", "their", "it", "its"})
 POSSESSIVE_PRONOUNS = frozenset({"his", "her", "their", "its"})
-SPEAKER_TYPES = frozenset({"PERSON", "ORG", "GPE", "NORP"})
 PHRASE_PREPOSITIONS = frozenset({"for", "of", "at", "in", "with", "from"})
 MAX_PHRASE_TOKENS = 12
 PREDETERMINERS = frozenset({"both", "all", "each", "either", "neither"})

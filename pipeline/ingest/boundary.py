@@ -22,16 +22,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
-from pipeline.db.engine import is_transient
-from pipeline.errors import (
-    DatabaseUnavailableError,
-    DocumentTimeoutError,
-    NewsflowError,
-    SystemicError,
-    describe,
-    disk_full,
-)
-from pipeline.ingest.run import Input, Run
+from pipeline.errors import DocumentTimeoutError, NewsflowError, describe
+from pipeline.ingest.run import Input, Run, systemic_error
 from pipeline.models import Failure
 
 T = TypeVar("T")
@@ -57,20 +49,19 @@ def failure_of(name: str, stage: str, error: BaseException) -> Failure:
 
 def raise_if_systemic(error: BaseException) -> None:
     """Raise the ``SystemicError`` that ``error`` amounts to, if it amounts to one."""
-    if isinstance(error, SystemicError):
+    systemic = systemic_error(error)
+    if systemic is error:
         raise error
-    full = disk_full(error)
-    if full is not None:
-        raise full from error
-    if is_transient(error):
-        raise DatabaseUnavailableError(f"the database connection was lost: {describe(error)}") from error
+    if systemic is not None:
+        raise systemic from error
 
 
 @contextmanager
 def time_budget(seconds: float, stage: str) -> Iterator[None]:
     """Raise ``DocumentTimeoutError`` in the work if it runs longer than ``seconds`` (0: no budget). An outer
-    timer (Airflow's, another budget) is put back afterwards with the time it has left."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+    timer that would fire sooner is left alone (it ends the work first); a later one is put back afterwards
+    with the time it has left."""
+    if not _can_arm(seconds):
         yield
         return
 
@@ -87,3 +78,14 @@ def time_budget(seconds: float, stage: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous_handler)
         if outer_delay:
             signal.setitimer(signal.ITIMER_REAL, max(0.001, outer_delay - (time.monotonic() - started)))
+
+
+def _can_arm(seconds: float) -> bool:
+    """A budget is set, this is the main thread (signals go there only), no outer timer fires sooner, and the
+    current SIGALRM handler is one Python can put back (not one installed from C)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        return False
+    outer_delay, _ = signal.getitimer(signal.ITIMER_REAL)
+    if outer_delay and outer_delay <= seconds:  # an outer deadline comes first: it ends the work
+        return False
+    return signal.getsignal(signal.SIGALRM) is not None

@@ -22,7 +22,7 @@ from itertools import islice
 from sqlalchemy.engine import Engine
 
 from pipeline.db.engine import create_engine, database_url
-from pipeline.facts.model import load_model
+from pipeline.facts.model import check_model, load_model
 from pipeline.ingest import ingest_values
 from pipeline.ingest.run import Input, Run, RunSummary, join_run, open_run
 from pipeline.models import Failure
@@ -48,6 +48,7 @@ def ingest_parallel(
     on_batch: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Ingest with ``workers`` processes; ``on_batch`` hears how many inputs each finished batch held."""
+    check_model(settings.spacy_model)
     queue = deque(_Work(values) for values in _chunks(inputs, settings.batch_size))
     with open_run(settings, engine, trigger=trigger) as run:
         while queue:
@@ -73,19 +74,53 @@ def _drain(
     """Keep the workers busy until the queue is empty, or the pool broke (its suspects then wait in front)."""
     in_flight: dict[Future[RunSummary], _Work] = {}
     while queue or in_flight:
-        while queue and len(in_flight) < (1 if queue[0].suspect else workers) and not _suspect_running(in_flight):
-            work = queue.popleft()
-            in_flight[pool.submit(_ingest_batch, run.id, work.values)] = work
+        try:
+            _fill(run, pool, queue, in_flight, workers)
+        except BrokenProcessPool:
+            _settle_broken(run, in_flight, queue, on_batch)
+            return
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+            _settle_broken(run, in_flight, queue, on_batch)
+            return
         for future in done:
-            work = in_flight.pop(future)
-            try:
-                part = future.result()
-            except BrokenProcessPool:
-                _requeue_suspects(run, [work, *in_flight.values()], queue, on_batch)
-                return
-            run.summary.merge(part)
-            on_batch(part.seen)
+            _merge(run, future.result(), on_batch)
+            del in_flight[future]
+
+
+def _fill(
+    run: Run, pool: ProcessPoolExecutor, queue: deque[_Work], in_flight: dict[Future[RunSummary], _Work], workers: int
+) -> None:
+    """Submit work until every worker has some; a suspect runs alone."""
+    while queue and len(in_flight) < (1 if queue[0].suspect else workers) and not _suspect_running(in_flight):
+        work = queue.popleft()
+        try:
+            in_flight[pool.submit(_ingest_batch, run.id, work.values)] = work
+        except BrokenProcessPool:
+            queue.appendleft(work)
+            raise
+
+
+def _settle_broken(
+    run: Run, in_flight: dict[Future[RunSummary], _Work], queue: deque[_Work], on_batch: Callable[[int], None]
+) -> None:
+    """After a worker died: keep what finished, and make suspects of the work that did not."""
+    wait(in_flight)
+    suspects = []
+    for future, work in in_flight.items():
+        if future.exception() is None:
+            _merge(run, future.result(), on_batch)
+        elif isinstance(future.exception(), BrokenProcessPool):
+            suspects.append(work)
+        else:
+            raise future.exception()  # type: ignore[misc]
+    in_flight.clear()
+    _requeue_suspects(run, suspects, queue, on_batch)
+
+
+def _merge(run: Run, part: RunSummary, on_batch: Callable[[int], None]) -> None:
+    run.summary.merge(part)
+    on_batch(part.seen)
 
 
 def _suspect_running(in_flight: dict[Future[RunSummary], _Work]) -> bool:
@@ -103,13 +138,19 @@ def _requeue_suspects(run: Run, suspects: list[_Work], queue: deque[_Work], on_b
 
 
 def _start(settings: Settings) -> None:
-    """Worker start-up: one engine and one loaded model per process."""
-    _worker["settings"] = settings
-    _worker["engine"] = create_engine(database_url(settings))
-    load_model(settings.spacy_model)
+    """Worker start-up: one engine and one loaded model per process. A failure here is kept and raised with the
+    first batch, so it reaches the parent as what it is (a missing model is systemic) and not as a dead pool."""
+    try:
+        _worker["settings"] = settings
+        _worker["engine"] = create_engine(database_url(settings))
+        load_model(settings.spacy_model)
+    except Exception as error:  # noqa: BLE001 - handed to the parent with the first batch
+        _worker["error"] = error
 
 
 def _ingest_batch(run_id: int, values: list[str]) -> RunSummary:
+    if "error" in _worker:
+        raise _worker["error"]  # type: ignore[misc]
     settings, engine = _worker["settings"], _worker["engine"]
     assert isinstance(settings, Settings) and isinstance(engine, Engine)
     part = RunSummary(run_id=run_id)

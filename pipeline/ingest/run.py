@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from pipeline.db import raw_store, runs
+from pipeline.db.engine import is_systemic, is_transient
 from pipeline.db.raw_store import StoredVersion
-from pipeline.errors import SystemicError, describe
+from pipeline.errors import DatabaseUnavailableError, SystemicError, describe, disk_full
 from pipeline.facts.batch import Analyser
 from pipeline.models import Document, Failure
 from pipeline.settings import Settings
 from pipeline.sources import Fetcher
 
 Progress = Callable[[str], None]
-OUTCOMES = ("loaded", "replaced", "unchanged", "staged", "failed")
 
 
 @dataclass(frozen=True)
@@ -175,24 +175,43 @@ def open_run(settings: Settings, engine: Engine, *, trigger: str, on_document: P
     try:
         with join_run(settings, engine, summary, on_document=on_document) as run:
             yield run
-    except SystemicError as error:
-        summary.stop_reason = str(error)
-        raise
     except Exception as error:
-        summary.stop_reason = f"internal error: {describe(error)}"
+        systemic = systemic_error(error)
+        summary.stop_reason = str(systemic) if systemic else f"internal error: {describe(error)}"
+        if systemic is not None and systemic is not error:
+            raise systemic from error
+        raise
+    except BaseException as error:  # an interrupt, or Airflow ending the task
+        summary.stop_reason = f"interrupted ({type(error).__name__})"
         raise
     finally:
         _finish(engine, summary)
 
 
 def _finish(engine: Engine, summary: RunSummary) -> None:
-    """Write the run's row; a run stopped because the database went away may not be able to, and says so
-    through its error instead."""
+    """Write the run's row, giving back the staged documents it claimed and did not finish when it stopped
+    early. A run stopped because the database went away may not be able to, and says so through its error."""
     try:
+        if summary.stop_reason is not None:
+            raw_store.release(engine, summary.run_id)
         runs.finish_run(engine, summary.run_id, summary.record())
     except Exception:
         if summary.stop_reason is None:
             raise
+
+
+def systemic_error(error: BaseException) -> SystemicError | None:
+    """The ``SystemicError`` that ``error`` amounts to: the database lost or refusing everyone, a full disk."""
+    if isinstance(error, SystemicError):
+        return error
+    full = disk_full(error)
+    if full is not None:
+        return full
+    if is_transient(error):
+        return DatabaseUnavailableError(f"the database connection was lost: {describe(error)}")
+    if is_systemic(error):
+        return DatabaseUnavailableError(f"the database refuses every document: {describe(error)}")
+    return None
 
 
 @contextmanager

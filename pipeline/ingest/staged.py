@@ -20,7 +20,7 @@ from pipeline.db import raw_store
 from pipeline.db.raw_store import ClaimPolicy
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Run, RunSummary, open_run
-from pipeline.ingest.step import batches, ingest_batch, read
+from pipeline.ingest.step import ingest_batch, read
 from pipeline.models import Failure
 from pipeline.settings import Settings
 
@@ -38,16 +38,16 @@ def process_pending(
             claimed = _claim(run, policy, limit - run.summary.seen)
             if not claimed:
                 break
-            ingest_batch(run, [Input(version.raw.source, stored=version, claimed=True) for version in claimed])
+            ingest_batch(run, [Input(version.source, stored=version, claimed=True) for version in claimed])
     return run.summary
 
 
 def _claim(run: Run, policy: ClaimPolicy, room: int) -> list[raw_store.StoredVersion]:
-    """A batch of never-tried documents, else one that a dead process left behind (alone, so that if it kills
-    this process too, nothing else is held up with it)."""
+    """One document a dead process left behind, alone (if it kills this process too, nothing else dies with it),
+    else a batch of never-tried ones. Left-behind documents go first, so a long backlog cannot starve them."""
     assert run.engine is not None
-    fresh = raw_store.claim(run.engine, policy, limit=min(run.settings.batch_size, room), fresh=True)
-    return fresh or raw_store.claim(run.engine, policy, limit=1, fresh=False)
+    left_behind = raw_store.claim(run.engine, policy, limit=1, fresh=False)
+    return left_behind or raw_store.claim(run.engine, policy, limit=min(run.settings.batch_size, room), fresh=True)
 
 
 def _quarantine(run: Run, policy: ClaimPolicy) -> None:
@@ -60,10 +60,11 @@ def reprocess(
     settings: Settings, engine: Engine, *, sources: list[str] | None = None, trigger: str = "reprocess"
 ) -> RunSummary:
     """Re-derive the facts of stored articles (all, or those whose source or URL is given) from their raw bytes."""
-    stored = raw_store.stored(engine, sources=sources)
+    ids = raw_store.stored_ids(engine, sources=sources)
     with open_run(settings, engine, trigger=trigger) as run:
-        for batch in batches((Input(version.raw.source, stored=version) for version in stored), settings.batch_size):
-            ingest_batch(run, batch, force=True)
+        for start in range(0, len(ids), settings.batch_size):
+            versions = raw_store.versions(engine, ids[start : start + settings.batch_size])
+            ingest_batch(run, [Input(version.source, stored=version) for version in versions], force=True)
     return run.summary
 
 

@@ -64,7 +64,7 @@ def extract_batch(run: Run, inputs: list[Input], *, anchor: date | None = None) 
 
 def _prepare(run: Run, value: Input, *, skip_unchanged: bool) -> Prepared | Failure | None:
     """Read (or fetch) and lay out one input: its failure, or None when it is stored unchanged already."""
-    raw = value.stored.raw if value.stored else read(run, value)
+    raw = read(run, value)
     if isinstance(raw, Failure):
         return raw
     if skip_unchanged and value.stored is None and run.engine is not None and _unchanged(run, value, raw):
@@ -74,8 +74,9 @@ def _prepare(run: Run, value: Input, *, skip_unchanged: bool) -> Prepared | Fail
 
 
 def read(run: Run, value: Input) -> RawDocument | Failure:
-    """One input's bytes (a file read, a page fetched), or its recorded failure."""
-    return guarded(run, value, "read", lambda: read_input(value.name, run.fetcher))
+    """One input's bytes (a file read, a page fetched, a version read back from the raw store), or its failure."""
+    stored = value.stored
+    return guarded(run, value, "read", lambda: stored.raw() if stored else read_input(value.name, run.fetcher))
 
 
 def extract_and_lay_out(raw: RawDocument, name: str) -> Laid:
