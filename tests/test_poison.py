@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.db.digest import content_digest
 from pipeline.db.engine import create_engine
+from pipeline.errors import SystemicError
 from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.inbox import drain_inbox, waiting_files
 from pipeline.ingest.staged import process_pending, reprocess
@@ -301,3 +302,51 @@ def test_a_staged_document_that_kills_its_process_is_quarantined(
     with engine.connect() as conn:
         quarantined = conn.execute(sa.text("SELECT source, attempts, reason FROM v_quarantined_documents")).all()
     assert [(row.source.rsplit("/", 1)[-1], row.attempts) for row in quarantined] == [("x-kill.txt", 3)]
+
+
+DISK_FULL_TRIGGER = """
+CREATE FUNCTION newsflow_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END $$;
+CREATE TRIGGER newsflow_test_disk_full BEFORE INSERT ON articles FOR EACH ROW
+EXECUTE FUNCTION newsflow_test_disk_full();
+"""
+
+
+def test_a_database_that_refuses_everyone_stops_the_run_and_blames_no_document(
+    poison_env: dict[str, str], engine: sa.Engine, tmp_path: Path
+) -> None:
+    """SQLSTATE 53100 (disk full) on every article: not one document's fault, so no error rows, exit 3."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(DISK_FULL_TRIGGER))
+    paths = poison.write(tmp_path / "in", [item for item in poison.corpus() if item.stage is None])
+    result = CliRunner().invoke(app, ["ingest", *paths])
+    assert result.exit_code == 3, result.output
+    assert "stopped:" in result.output and "refuses every document" in result.output
+    assert errors(engine) == {}
+    run = last_run(engine)
+    assert run.status == "stopped" and "53100" not in str(run.stop_reason) and "No space left" in str(run.stop_reason)
+
+
+def test_a_stopped_processing_run_gives_its_claims_back(
+    poison_settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    """news_process stopped by the database: the documents it had claimed wait again, attempts unchanged, so
+    an outage never quarantines them; the next run processes them."""
+    from pipeline.ingest import run as runs
+    from pipeline.ingest.staged import stage_values
+
+    items = [poison.Item(f"good-{n}.txt", poison.text("calm", n), None) for n in range(6)]
+    paths = poison.write(tmp_path / "in", items)
+    with runs.open_run(poison_settings, engine, trigger="test") as run:
+        stage_values(run, paths)
+    with engine.begin() as conn:
+        conn.execute(sa.text(DISK_FULL_TRIGGER))
+    with pytest.raises(SystemicError):
+        process_pending(poison_settings, engine)
+    with engine.begin() as conn:
+        query = "SELECT attempts, claimed_by FROM raw_documents WHERE processed_at IS NULL"
+        waiting = conn.execute(sa.text(query)).all()
+        conn.execute(sa.text("DROP TRIGGER newsflow_test_disk_full ON articles"))
+    assert len(waiting) == len(items) and all(row.attempts == 0 and row.claimed_by is None for row in waiting)
+    assert last_run(engine).status == "stopped"
+    assert process_pending(poison_settings, engine).loaded == len(items)
