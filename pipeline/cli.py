@@ -7,6 +7,7 @@ are still loaded), 2 for usage errors, 3 when something systemic stopped the run
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -125,6 +126,8 @@ def extract_command(
     """Print the Document JSON of each input, in input order; no database needed."""
     anchor = _parse_anchor(published)
     indent = 2 if output_format is OutputFormat.json else None
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")  # a lone surrogate in a page never ends the output
     try:
         failed = _print_documents(extract_documents(Settings.from_env(), inputs, anchor=anchor), anchor, indent)
     except SystemicError as error:

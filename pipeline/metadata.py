@@ -1,8 +1,9 @@
 """Document metadata from YAML (a file's ``NAME.meta.yaml`` sidecar, Markdown front matter) as string fields.
 
-YAML is loaded with the safe loader, and only scalar fields are kept (a list of scalars is joined), so a
-small file of aliases or deep nesting cannot grow into a huge value. Anything that is not a mapping of
-fields is a ``MetadataError`` with the reason.
+YAML is loaded with the base loader, which makes every scalar a string as written (no dates, numbers or tags
+to construct, so "2025-13-45" or "!!python/…" cannot raise), and only scalar fields are kept (a list of
+scalars is joined), so a small file of aliases or deep nesting cannot grow into a huge value. Anything that
+is not a mapping of fields is a ``MetadataError`` with the reason.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ class MetadataTooDeepError(MetadataError):
 def load_metadata(text: str) -> dict[str, str]:
     """The fields of a YAML mapping, as lower-case keys and string values."""
     try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise MetadataError(f"not valid YAML: {_first_line(error)}") from error
+        loaded = yaml.load(text, Loader=yaml.BaseLoader)
     except RecursionError as error:
         raise MetadataTooDeepError("YAML nested too deeply") from error
+    except Exception as error:
+        raise MetadataError(f"not valid YAML: {_first_line(error)}") from error
     if not isinstance(loaded, dict):
         raise MetadataError("must be a mapping of key: value")
     return metadata_strings(loaded)
@@ -41,10 +42,15 @@ def load_metadata(text: str) -> dict[str, str]:
 def metadata_strings(loaded: Mapping[object, object]) -> dict[str, str]:
     """YAML metadata as lower-case keys and string values; lists are joined, anything nested is dropped."""
     return {
-        CONTROL_CHARS.sub("", str(key).lower()): CONTROL_CHARS.sub("", _as_text(value))
+        clean_text(str(key).lower()): clean_text(_as_text(value))
         for key, value in loaded.items()
         if value is not None and isinstance(key, SCALARS)
     }
+
+
+def clean_text(text: str) -> str:
+    """Text as it can be stored and printed: no control characters, no lone surrogates."""
+    return CONTROL_CHARS.sub("", text).encode("utf-8", "replace").decode("utf-8")
 
 
 def _as_text(value: object) -> str:

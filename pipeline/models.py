@@ -252,3 +252,9 @@ def name_key(name: str) -> str:
     ascii_only = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     words = re.findall(r"[\w]+", ascii_only.casefold())
     return " ".join(words)
+
+
+def storable(text: str) -> str:
+    """Text Postgres can store and a terminal can print: a NUL, or an undecodable byte of a file name (a lone
+    surrogate), written as a backslash escape."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

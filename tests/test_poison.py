@@ -350,3 +350,61 @@ def test_a_stopped_processing_run_gives_its_claims_back(
     assert len(waiting) == len(items) and all(row.attempts == 0 and row.claimed_by is None for row in waiting)
     assert last_run(engine).status == "stopped"
     assert process_pending(poison_settings, engine).loaded == len(items)
+
+
+TYPED_YAML = "date: 2025-13-45\nx: !!bool maybe\ny: !!timestamp x\nz: " + "9" * 5001 + "\n"
+
+
+def red_team_corpus(folder: Path) -> tuple[dict[str, str | None], list[str]]:
+    """Inputs a red team found stopping a run or losing a document; name → the stage it must fail at (None:
+    it must load). Returns them and the paths to ingest."""
+    folder.mkdir(parents=True)
+    good = poison.text("calm", 40).decode()
+    cases: dict[str, tuple[bytes | str, str | None, str | None]] = {
+        "ancient.txt": ("Town found\n\nArchaeologists said the town was founded 3000 years ago, "
+                        "ten thousand years ago and 65 million years ago.\n", "published: 2025-05-15\n", None),
+        "end-of-time.txt": ("Last day\n\nIt ends tomorrow, officials said on Thursday.\n", "published: 9999-12-31\n",
+                            None),
+        "typed-yaml.txt": (poison.text("calm", 41), TYPED_YAML, None),
+        "offset.txt": (poison.text("calm", 42), "published: '2025-01-01 12:00 +9999'\n", None),
+        "share.txt": ("Share" + " on" * 45 + " ?\n\n" + good, None, None),
+        "words.txt": ("a " * 250_000, None, "facts"),
+        "x" * 240 + ".txt": (poison.text("calm", 43), None, None),  # its sidecar's name would be too long to exist
+    }  # fmt: skip
+    for name, (body, sidecar, _) in cases.items():
+        (folder / name).write_text(body if isinstance(body, str) else body.decode(), encoding="utf-8")
+        if sidecar is not None:
+            (folder / (name + ".meta.yaml")).write_text(sidecar, encoding="utf-8")
+    with open(os.fsencode(folder) + b"/caf\xe9.txt", "wb") as stream:  # not UTF-8: the name is escaped
+        stream.write(good.encode())
+    deep = folder.joinpath(*(["\u4e2d" * 80] * 14))
+    deep.mkdir(parents=True)
+    (deep / "empty.txt").write_bytes(b"")  # its path is over 3 KB: the error row keeps a shortened one
+    expected = {name: stage for name, (_, _, stage) in cases.items()} | {"caf\\udce9.txt": None, "empty.txt": "read"}
+    return expected, [str(folder)]
+
+
+def test_inputs_from_the_red_team(poison_env: dict[str, str], engine: sa.Engine, tmp_path: Path) -> None:
+    expected, inputs = red_team_corpus(tmp_path / "in")
+    result = CliRunner().invoke(app, ["ingest", *inputs])
+    assert result.exit_code == 1, result.output
+    found = errors(engine)
+    shortened = {name: stage for name, stage in found.items() if name.endswith("…")}
+    assert list(shortened.values()) == ["read"], "the over-long path's row, its source cut to fit the index"
+    named = {name: stage for name, stage in expected.items() if stage is not None and name != "empty.txt"}
+    assert {name: stage for name, stage in found.items() if name not in shortened} == named
+    assert article_names(engine) == {name for name, stage in expected.items() if stage is None}
+    assert last_run(engine).documents_seen == len(expected)
+
+
+def test_extract_prints_every_document_whatever_its_metadata(tmp_path: Path) -> None:
+    front = '---\ntitle: "A \\ud800 B"\npublished: 2025-01-01 12:00 +9999\n---\n\n'
+    (tmp_path / "s.md").write_text(front + poison.GOOD_TEXT)
+    (tmp_path / "t.txt").write_text(poison.GOOD_TEXT)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "newsflow"), "extract", str(tmp_path)], capture_output=True, timeout=300,
+        cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.decode("utf-8").splitlines()
+    assert len(lines) == 2 and all('"text"' in line for line in lines)

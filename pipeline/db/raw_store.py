@@ -19,9 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.db.bulk import in_order, insert_values, json_text
-from pipeline.db.runs import printable
 from pipeline.errors import SourceError
-from pipeline.models import RawDocument
+from pipeline.models import RawDocument, storable
 
 RAW_COLUMNS = ("source", "content_sha256", "media_type", "metadata", "body_gzip", "byte_size", "ingest_run_id")
 
@@ -160,7 +159,7 @@ def close(engine: Engine, raw_id: int, *, article_id: int | None, error: str | N
                 "UPDATE raw_documents SET processed_at = now(), process_error = :error, claimed_by = NULL "
                 "WHERE id = :id"
             ),
-            {"id": raw_id, "error": printable(error) if error is not None else None},
+            {"id": raw_id, "error": storable(error) if error is not None else None},
         )
         if article_id is not None:
             conn.execute(

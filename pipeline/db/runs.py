@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline.db.bulk import json_text
+from pipeline.models import storable
 
 
 def start_run(engine: Engine, *, trigger: str) -> int:
@@ -88,14 +89,20 @@ def finish_run(engine: Engine, run_id: int, record: RunRecord) -> None:
         conn.execute(sa.text(FINISH_RUN), values)
 
 
-def printable(text: str) -> str:
-    """Text Postgres can store: a NUL (which a file name or URL may carry) written as ``\\x00``."""
-    return text.replace("\x00", "\\x00")
+MAX_SOURCE_BYTES = 2000  # a btree index entry holds about 2,700 bytes
+
+
+def bounded(source: str) -> str:
+    """A source short enough for the errors table's index: a very long path or URL is cut, marked with "…"."""
+    encoded = storable(source).encode("utf-8")
+    if len(encoded) <= MAX_SOURCE_BYTES:
+        return storable(source)
+    return encoded[: MAX_SOURCE_BYTES - 3].decode("utf-8", "ignore") + "…"
 
 
 def record_error(engine: Engine, *, run_id: int | None, source: str, stage: str, error: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO ingest_errors (ingest_run_id, source, stage, error) VALUES (:r, :s, :st, :e)"),
-            {"r": run_id, "s": printable(source), "st": stage, "e": printable(error)[:4000]},
+            {"r": run_id, "s": bounded(source), "st": stage, "e": storable(error)[:4000]},
         )

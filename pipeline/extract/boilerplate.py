@@ -26,7 +26,7 @@ COMMENT_TRAILER = re.compile(
 FURNITURE_LINE = re.compile(
     r"^(?:advertisements?|sponsored(?: content)?|ad|story continues below(?: advertisement)?|"
     r"continue reading(?: below)?|skip advertisement|"
-    r"(?:share|tweet|email|print|pin)(?: (?:this|on|via|to)(?: \w+)?)*|"
+    r"(?:share|tweet|email|print|pin)(?: (?:this|on|via|to)(?: \w+)?)*+|"
     r"(?:read|see) more\s*[:›»>\-–—].*|(?:also read|related|see also|recommended|more)\s*:.*|"
     r"(?:click|tap) here to .*)$",
     re.IGNORECASE,
@@ -48,6 +48,7 @@ TIP_LINE = re.compile(
 TIP_LINE_MAX_WORDS = 40
 SHORT_LINE_WORDS = 6  # a furniture keyword in a line this short is enough ("DH Newsletter")
 HEADLINE_MAX_WORDS = 25
+FURNITURE_MAX_CHARS = 400
 
 
 def remove_boilerplate(blocks: tuple[Block, ...]) -> tuple[Block, ...]:
@@ -56,9 +57,10 @@ def remove_boilerplate(blocks: tuple[Block, ...]) -> tuple[Block, ...]:
     in_teaser_list = False
     for block in blocks:
         text = block.text.strip().strip("[]").rstrip(".!").strip()
-        if COMMENT_TRAILER.match(text) and kept:
+        short = len(text) <= FURNITURE_MAX_CHARS
+        if short and COMMENT_TRAILER.match(text) and kept:
             break
-        if TEASER_HEADING.match(text):
+        if short and TEASER_HEADING.match(text):
             in_teaser_list = True
             continue
         if in_teaser_list and _is_teaser(block):
@@ -78,7 +80,10 @@ def _is_teaser(block: Block) -> bool:
 
 
 def is_furniture(text: str) -> bool:
-    """A single line that is page furniture rather than article text."""
+    """A single line that is page furniture rather than article text (furniture is short: a long line is text,
+    and no pattern here ever runs over more than ``FURNITURE_MAX_CHARS``)."""
+    if len(text) > FURNITURE_MAX_CHARS:
+        return False
     if not text or FURNITURE_LINE.match(text):
         return True
     words = len(text.split())

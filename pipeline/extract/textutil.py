@@ -139,6 +139,7 @@ def parse_published(value: str | None) -> date | datetime | None:
     value = value.strip()
     try:
         parsed = date_parser.parse(value, default=datetime(1, 1, 1), tzinfos=_zone)
+        parsed.utcoffset()  # an offset past ±24 h ("+9999") only fails here
     except (ValueError, OverflowError):
         return None
     if parsed.year < 1800:

@@ -22,6 +22,7 @@ from pipeline.facts.model import load_model
 from pipeline.models import Document, Laid, Outline
 
 NLP_BATCH_SIZE = 16
+MAX_WORDS = 200_000  # a long read has 20,000; a book-length text is not an article
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,13 @@ class Analyser:
         return cls(load_model(model_name), load_known_people(people_path))
 
     def check_length(self, item: Laid) -> None:
-        """``FactsError`` when the text is over the model's length limit."""
+        """``FactsError`` when the text is over the model's length limit, or has more words than any article
+        (the model's memory grows with the words: 500,000 one-letter words take 8 GB)."""
         if len(item.text) > self.nlp.max_length:
             raise FactsError(f"text of {len(item.text):,} characters is over the model's {self.nlp.max_length:,} limit")
+        words = item.text.count(" ") + item.text.count("\n")
+        if words > MAX_WORDS:
+            raise FactsError(f"text of about {words:,} words is over the {MAX_WORDS:,}-word limit of the facts stage")
 
     def parse(self, texts: Iterable[str]) -> Iterator[Doc]:
         """Parsed texts in order, through the model in mini-batches."""

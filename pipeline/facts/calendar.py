@@ -71,7 +71,10 @@ def resolve(expression: str, anchor: date, *, future: bool = False) -> Resolved 
         _year,
         _ago,
     ):
-        result = rule(text, anchor, future)
+        try:
+            result = rule(text, anchor, future)
+        except (OverflowError, ValueError):  # "3000 years ago", "tomorrow" from 9999-12-31: off the calendar
+            return None
         if result is not None:
             return result
     return None

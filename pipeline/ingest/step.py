@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pipeline
 from pipeline.db import loader, raw_store
@@ -67,8 +67,10 @@ def _prepare(run: Run, value: Input, *, skip_unchanged: bool) -> Prepared | Fail
     raw = read(run, value)
     if isinstance(raw, Failure):
         return raw
-    if skip_unchanged and value.stored is None and run.engine is not None and _unchanged(run, value, raw):
-        return None
+    if skip_unchanged and value.stored is None and run.engine is not None:
+        unchanged = _unchanged(run, value, raw)
+        if unchanged is not None:
+            return None if unchanged is True else unchanged
     laid = guarded(run, value, "extract", lambda: extract_and_lay_out(raw, value.name))
     return laid if isinstance(laid, Failure) else Prepared(value, raw, laid)
 
@@ -84,11 +86,13 @@ def extract_and_lay_out(raw: RawDocument, name: str) -> Laid:
     return lay_out(name, extract(raw), plain_text=raw.media_type == "text/plain")
 
 
-def _unchanged(run: Run, value: Input, raw: RawDocument) -> bool:
-    assert run.engine is not None
-    article_id = loader.unchanged_article(run.engine, raw)
-    if article_id is None:
-        return False
+def _unchanged(run: Run, value: Input, raw: RawDocument) -> Literal[True] | Failure | None:
+    """True (and counted) when exactly this content is stored already; None when it is not."""
+    engine = run.engine
+    assert engine is not None
+    article_id = guarded(run, value, "read", lambda: loader.unchanged_article(engine, raw))
+    if article_id is None or isinstance(article_id, Failure):
+        return article_id
     run.summary.articles[value.name] = article_id
     run.succeed(value, "unchanged")
     return True

@@ -8,15 +8,17 @@ one changes the content hash.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
+import os
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipeline.errors import SourceError
 from pipeline.metadata import MetadataError, load_metadata
-from pipeline.models import RawDocument
+from pipeline.models import RawDocument, storable
 
 SIDECAR_SUFFIX = ".meta.yaml"
 MEDIA_TYPES = {
@@ -36,17 +38,38 @@ def is_url(value: str) -> bool:
 
 
 def expand_inputs(inputs: list[str]) -> Iterator[str]:
-    """Yield each input, with a directory replaced by its documents in name order."""
+    """Yield each input, with a directory replaced by its documents in name order. A part of the tree that
+    cannot be listed (a name too long, no permission) is yielded as it is, so reading it is its error row."""
     for value in inputs:
-        path = Path(value)
-        if not is_url(value) and path.is_dir():
-            yield from (str(p) for p in sorted(path.rglob("*")) if is_document_path(p))
+        if not is_url(value) and _is_dir(Path(value)):
+            yield from _documents_under(Path(value))
         else:
             yield value
 
 
+def _documents_under(folder: Path) -> list[str]:
+    unlisted: list[OSError] = []
+    found: list[Path] = []
+    for root, _dirs, files in os.walk(folder, onerror=unlisted.append):
+        found.extend(Path(root) / name for name in files)
+    documents = [str(path) for path in sorted(found) if is_document_path(path)]
+    return documents + [str(error.filename) for error in unlisted if error.filename]
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def is_document_path(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and media_type_for(path) is not None
+    if path.name.startswith(".") or media_type_for(path) is None:
+        return False
+    try:
+        return path.is_file()
+    except OSError:
+        return True  # a name the system cannot even stat: reading it will say why
 
 
 def media_type_for(path: Path) -> str | None:
@@ -77,7 +100,8 @@ def read_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
         body = _gunzip(body, max_bytes)
     if not body.strip():
         raise SourceError("empty document")
-    return RawDocument(source=str(path.resolve()), body=body, media_type=media_type, metadata=read_sidecar(path))
+    real = path.resolve()
+    return RawDocument(source=storable(str(real)), body=body, media_type=media_type, metadata=read_sidecar(real))
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:
@@ -93,12 +117,20 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
 
 
 def read_sidecar(path: Path) -> Mapping[str, str]:
+    """The metadata beside a document (beside the real file, when ``path`` is a link), at most 64 KiB."""
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    if not sidecar.is_file():
-        return {}
-    if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+    try:
+        if not sidecar.is_file():
+            return {}
+        with sidecar.open("rb") as stream:
+            data = stream.read(MAX_SIDECAR_BYTES + 1)  # the size a /proc file or a device reports may lie
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return {}  # no sidecar can have that name
+        raise SourceError(f"cannot read metadata sidecar {sidecar.name}: {error.strerror or error}") from error
+    if len(data) > MAX_SIDECAR_BYTES:
         raise SourceError(f"metadata sidecar {sidecar.name} is over the {MAX_SIDECAR_BYTES:,}-byte limit")
     try:
-        return load_metadata(sidecar.read_text(encoding="utf-8"))
+        return load_metadata(data.decode("utf-8"))
     except (MetadataError, UnicodeDecodeError) as error:
         raise SourceError(f"unreadable metadata sidecar {sidecar.name}: {error}") from error
