@@ -22,6 +22,7 @@ from itertools import islice
 from sqlalchemy.engine import Engine
 
 from pipeline.db.engine import create_engine, database_url
+from pipeline.errors import SystemicError
 from pipeline.facts.model import check_model, load_model
 from pipeline.ingest import ingest_values
 from pipeline.ingest.run import Input, Run, RunSummary, join_run, open_run
@@ -29,6 +30,7 @@ from pipeline.models import Failure
 from pipeline.settings import Settings
 
 WORKER_DIED = "its worker process died while processing it (a crash or the OOM killer?)"
+MAX_BARREN_POOLS = 3  # workers that die this often in a row without finishing anything cannot start at all
 _worker: dict[str, object] = {}
 
 
@@ -51,9 +53,12 @@ def ingest_parallel(
     check_model(settings.spacy_model)
     queue = deque(_Work(values) for values in _chunks(inputs, settings.batch_size))
     with open_run(settings, engine, trigger=trigger) as run:
+        barren = 0  # pools in a row that broke before finishing anything
         while queue:
             with _pool(settings, workers) as pool:
-                _drain(run, pool, queue, workers, on_batch or (lambda _n: None))
+                barren = 0 if _drain(run, pool, queue, workers, on_batch or (lambda _n: None)) else barren + 1
+            if barren >= MAX_BARREN_POOLS:
+                raise SystemicError(f"worker processes died {barren} times in a row before finishing any work")
     return run.summary
 
 
@@ -70,22 +75,24 @@ def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
 
 def _drain(
     run: Run, pool: ProcessPoolExecutor, queue: deque[_Work], workers: int, on_batch: Callable[[int], None]
-) -> None:
-    """Keep the workers busy until the queue is empty, or the pool broke (its suspects then wait in front)."""
+) -> int:
+    """Keep the workers busy until the queue is empty, or the pool broke (its suspects then wait in front);
+    the number of batches finished."""
     in_flight: dict[Future[RunSummary], _Work] = {}
+    finished = 0
     while queue or in_flight:
         try:
             _fill(run, pool, queue, in_flight, workers)
         except BrokenProcessPool:
-            _settle_broken(run, in_flight, queue, on_batch)
-            return
+            return finished + _settle_broken(run, in_flight, queue, on_batch)
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
         if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
-            _settle_broken(run, in_flight, queue, on_batch)
-            return
+            return finished + _settle_broken(run, in_flight, queue, on_batch)
         for future in done:
             _merge(run, future.result(), on_batch)
             del in_flight[future]
+            finished += 1
+    return finished
 
 
 def _fill(
@@ -103,19 +110,21 @@ def _fill(
 
 def _settle_broken(
     run: Run, in_flight: dict[Future[RunSummary], _Work], queue: deque[_Work], on_batch: Callable[[int], None]
-) -> None:
-    """After a worker died: keep what finished, and make suspects of the work that did not."""
+) -> int:
+    """After a worker died: keep what finished, and make suspects of the work that did not; the number kept."""
     wait(in_flight)
-    suspects = []
+    suspects, kept = [], 0
     for future, work in in_flight.items():
         if future.exception() is None:
             _merge(run, future.result(), on_batch)
+            kept += 1
         elif isinstance(future.exception(), BrokenProcessPool):
             suspects.append(work)
         else:
             raise future.exception()  # type: ignore[misc]
     in_flight.clear()
     _requeue_suspects(run, suspects, queue, on_batch)
+    return kept
 
 
 def _merge(run: Run, part: RunSummary, on_batch: Callable[[int], None]) -> None:
