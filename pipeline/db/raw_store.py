@@ -34,7 +34,6 @@ class StoredVersion:
     media_type: str
     metadata: Any
     body_gzip: bytes
-    attempts: int = 0
 
     def raw(self) -> RawDocument:
         """The version's bytes and metadata; ``SourceError`` when the stored row is damaged."""
@@ -100,7 +99,7 @@ CLAIM = (
     f"WITH next AS (SELECT id FROM raw_documents WHERE {CLAIMABLE} AND (attempts = 0) = :fresh AND attempts < :max "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) "
     "UPDATE raw_documents r SET attempts = r.attempts + 1, claimed_by = :run, claimed_at = now() FROM next "
-    "WHERE r.id = next.id RETURNING r.id, r.source, r.media_type, r.metadata, r.body_gzip, r.attempts"
+    "WHERE r.id = next.id RETURNING r.id, r.source, r.media_type, r.metadata, r.body_gzip"
 )
 
 
@@ -127,15 +126,15 @@ QUARANTINE = (
     "UPDATE raw_documents SET processed_at = now(), quarantined_at = now(), claimed_by = NULL, "
     "process_error = 'quarantined: its processing died ' || attempts || ' times (a crash or the OOM killer?)' "
     f"WHERE id IN (SELECT id FROM raw_documents WHERE {CLAIMABLE} AND attempts >= :max FOR UPDATE SKIP LOCKED) "
-    "RETURNING id, source, process_error"
+    "RETURNING source, process_error"
 )
 
 
-def quarantine(engine: Engine, policy: ClaimPolicy) -> list[tuple[int, str, str]]:
-    """Close the waiting documents whose processing died ``max_attempts`` times: (id, source, reason) each."""
+def quarantine(engine: Engine, policy: ClaimPolicy) -> list[tuple[str, str]]:
+    """Close the waiting documents whose processing died ``max_attempts`` times: (source, reason) each."""
     with engine.begin() as conn:
         rows = conn.execute(sa.text(QUARANTINE), {"lease": policy.lease_seconds, "max": policy.max_attempts}).all()
-    return [(int(row.id), row.source, row.process_error) for row in rows]
+    return [(row.source, row.process_error) for row in rows]
 
 
 RELEASE = (
@@ -173,7 +172,7 @@ STORED_IDS = (
     "WHERE :all OR a.source = ANY(:sources) OR a.url = ANY(:sources) ORDER BY a.id"
 )
 VERSIONS = (
-    "SELECT id, source, media_type, metadata, body_gzip, attempts FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
+    "SELECT id, source, media_type, metadata, body_gzip FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
 )
 
 
@@ -191,4 +190,4 @@ def versions(engine: Engine, ids: list[int]) -> list[StoredVersion]:
 
 
 def _version(row: Any) -> StoredVersion:
-    return StoredVersion(int(row.id), row.source, row.media_type, row.metadata, bytes(row.body_gzip), int(row.attempts))
+    return StoredVersion(int(row.id), row.source, row.media_type, row.metadata, bytes(row.body_gzip))

@@ -94,9 +94,10 @@ MAX_SOURCE_BYTES = 2000  # a btree index entry holds about 2,700 bytes
 
 def bounded(source: str) -> str:
     """A source short enough for the errors table's index: a very long path or URL is cut, marked with "…"."""
-    encoded = storable(source).encode("utf-8")
+    text = storable(source)
+    encoded = text.encode("utf-8")
     if len(encoded) <= MAX_SOURCE_BYTES:
-        return storable(source)
+        return text
     return encoded[: MAX_SOURCE_BYTES - 3].decode("utf-8", "ignore") + "…"
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import islice
 
 from sqlalchemy.engine import Engine
 
@@ -26,6 +25,7 @@ from pipeline.errors import SystemicError
 from pipeline.facts.model import check_model, load_model
 from pipeline.ingest import ingest_values
 from pipeline.ingest.run import Input, Run, RunSummary, join_run, open_run
+from pipeline.ingest.step import batches
 from pipeline.models import Failure
 from pipeline.settings import Settings
 
@@ -51,7 +51,7 @@ def ingest_parallel(
 ) -> RunSummary:
     """Ingest with ``workers`` processes; ``on_batch`` hears how many inputs each finished batch held."""
     check_model(settings.spacy_model)
-    queue = deque(_Work(values) for values in _chunks(inputs, settings.batch_size))
+    queue = deque(_Work(values) for values in batches(inputs, settings.batch_size))
     with open_run(settings, engine, trigger=trigger) as run:
         barren = 0  # pools in a row that broke before finishing anything
         while queue:
@@ -60,12 +60,6 @@ def ingest_parallel(
             if barren >= MAX_BARREN_POOLS:
                 raise SystemicError(f"worker processes died {barren} times in a row before finishing any work")
     return run.summary
-
-
-def _chunks(values: Iterable[str], size: int) -> Iterable[list[str]]:
-    iterator = iter(values)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:

@@ -20,7 +20,7 @@ from pipeline.db import raw_store
 from pipeline.db.raw_store import ClaimPolicy
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Run, RunSummary, open_run
-from pipeline.ingest.step import ingest_batch, read
+from pipeline.ingest.step import batches, ingest_batch, read
 from pipeline.models import Failure
 from pipeline.settings import Settings
 
@@ -52,7 +52,7 @@ def _claim(run: Run, policy: ClaimPolicy, room: int) -> list[raw_store.StoredVer
 
 def _quarantine(run: Run, policy: ClaimPolicy) -> None:
     assert run.engine is not None
-    for _raw_id, source, reason in raw_store.quarantine(run.engine, policy):
+    for source, reason in raw_store.quarantine(run.engine, policy):
         run.fail(Input(source), Failure(source, "process", reason))
 
 
@@ -62,8 +62,8 @@ def reprocess(
     """Re-derive the facts of stored articles (all, or those whose source or URL is given) from their raw bytes."""
     ids = raw_store.stored_ids(engine, sources=sources)
     with open_run(settings, engine, trigger=trigger) as run:
-        for start in range(0, len(ids), settings.batch_size):
-            versions = raw_store.versions(engine, ids[start : start + settings.batch_size])
+        for chunk in batches(ids, settings.batch_size):
+            versions = raw_store.versions(engine, chunk)
             ingest_batch(run, [Input(version.source, stored=version) for version in versions], force=True)
     return run.summary
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import pipeline
 from pipeline.db import loader, raw_store
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from spacy.tokens import Doc
 
 EXTRACTOR = "newsflow"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def compressing(raws: list[RawDocument]) -> Iterator[None]:
         thread.join()
 
 
-def batches(values: Iterable[Input], size: int) -> Iterator[list[Input]]:
+def batches(values: Iterable[T], size: int) -> Iterator[list[T]]:
+    """The values in lists of ``size`` (the last one shorter), without reading ahead of the batch at hand."""
     iterator = iter(values)
     while batch := list(islice(iterator, size)):
         yield batch
