@@ -37,9 +37,17 @@ class SourceError(DocumentError, ValueError):
 
 
 class FetchError(DocumentError, RuntimeError):
-    """A URL could not be fetched (status, limit, guard, timeout)."""
+    """A URL could not be fetched (status, limit, guard, timeout); ``reason`` is the message without the URL."""
 
     default_stage = "fetch"
+
+    def __init__(self, message: str, *, stage: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message, stage=stage)
+        self.reason = reason or message
+
+
+class FetchDeferredError(FetchError):
+    """The server asked to be asked again later than this fetch may wait: try the URL at the next poll."""
 
 
 class ExtractError(DocumentError, ValueError):

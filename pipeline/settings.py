@@ -31,6 +31,8 @@ class Settings:
     people_path: Path | None = None
     user_agent: str | None = None
     fetch_timeout: float = 30.0
+    fetch_deadline: float = 30.0  # one fetch in all: redirects, retries, waits, robots.txt
+    fetch_max_retry_after: float = 60.0  # a longer Retry-After defers the URL to the next poll
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_host_interval: float = 1.0
     fetch_attempts: int = 4
@@ -73,6 +75,8 @@ class Settings:
             people_path=Path(people) if (people := env.get("NEWSFLOW_PEOPLE")) else None,
             user_agent=env.get("NEWSFLOW_USER_AGENT") or None,
             fetch_timeout=float(env.get("NEWSFLOW_FETCH_TIMEOUT") or 30),
+            fetch_deadline=float(env.get("NEWSFLOW_FETCH_DEADLINE") or 30),
+            fetch_max_retry_after=float(env.get("NEWSFLOW_FETCH_MAX_RETRY_AFTER") or 60),
             fetch_max_bytes=int(env.get("NEWSFLOW_FETCH_MAX_BYTES") or 10 * 1024 * 1024),
             fetch_host_interval=float(env.get("NEWSFLOW_FETCH_HOST_INTERVAL") or 1.0),
             fetch_attempts=int(env.get("NEWSFLOW_FETCH_ATTEMPTS") or 4),

@@ -84,7 +84,7 @@ def test_errors_are_recorded_and_the_run_goes_on(site: HTTPServer, fetch_setting
         statuses = dict(conn.execute(sa.text("SELECT url, last_status FROM feeds")).tuples().all())
     assert ("feed", f"{site.url_for('/missing.xml')}: HTTP 404") in errors
     assert any(stage == "feed" and error.startswith("malformed feed") for stage, error in errors)
-    assert ("fetch", f"{site.url_for('/down')}: HTTP 500 after 1 attempts") in errors
+    assert ("fetch", f"{site.url_for('/down')}: HTTP 500 after 1 attempt") in errors
     assert statuses == {site.url_for("/missing.xml"): "failed", site.url_for("/broken.xml"): "malformed"}
 
 

@@ -1,11 +1,13 @@
 """Polite, bounded HTTP GETs through httpx, with retries by tenacity.
 
-Every request: the SSRF guard on each hop, robots.txt, a per-host gap between
-requests and a cap on concurrent ones, connect and read timeouts, at most
-``max_redirects`` redirects, a body-size cap enforced while streaming (on the
-decoded bytes, so a gzip or brotli bomb stops too), and a content-type check.
-Connection errors, 429 and 5xx are retried with exponential backoff, honouring
-Retry-After. Conditional GETs send ETag and Last-Modified and return
+Every fetch: the SSRF guard on each hop, robots.txt (RFC 9309, by Protego), a per-host gap between requests
+and a cap on concurrent ones, at most ``max_redirects`` redirects, and a total deadline (``deadline``) that
+covers every hop, attempt and wait, enforced on every socket operation (``deadline.py``) beside the connect
+and read timeouts. The content type is checked from the headers before any body is read; the body is
+decoded a piece at a time (gzip, deflate, br, and stacks of them: ``decoding.py``) and the size cap counts
+the decoded bytes as they are made, so a bomb stops at the cap. Connection errors, 429 and 5xx are retried
+with exponential backoff, honouring a Retry-After up to ``max_retry_after``; a longer one defers the URL to
+the next poll (``FetchDeferredError``). Conditional GETs send ETag and Last-Modified and return
 ``not_modified`` on 304.
 """
 
@@ -14,20 +16,21 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.robotparser
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import tenacity
+from protego import Protego
 
 import pipeline
-from pipeline.errors import FetchError
+from pipeline.errors import FetchDeferredError, FetchError
 from pipeline.settings import Settings
-from pipeline.sources import guard
+from pipeline.sources import decoding, guard
+from pipeline.sources.deadline import Clock, DeadlineTransport, current_deadline, fetch_deadline
 from pipeline.sources.guard import UnsafeURLError, check_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -36,7 +39,8 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 FEED_TYPES = frozenset(
     {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml", "text/xml"}
 )
-ROBOTS_MAX_BYTES = 512 * 1024
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
+ACCEPTED_ENCODINGS = "gzip, deflate, br"
 
 
 class _RetryableError(Exception):
@@ -55,11 +59,12 @@ class FetchPolicy:
     user_agent: str = f"Newsflow/{pipeline.__version__} (+https://github.com/newsflow; news ingestion)"
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    deadline: float = 30.0  # the whole fetch: every hop, attempt and wait, robots.txt included
     max_bytes: int = 10 * 1024 * 1024
     max_redirects: int = 5
     attempts: int = 4
     backoff_seconds: float = 1.0
-    max_retry_after: float = 120.0
+    max_retry_after: float = 60.0
     host_interval: float = 1.0
     host_concurrency: int = 2
     respect_robots: bool = True
@@ -70,6 +75,8 @@ class FetchPolicy:
         return cls(
             user_agent=settings.user_agent or cls.user_agent,
             read_timeout=settings.fetch_timeout,
+            deadline=settings.fetch_deadline,
+            max_retry_after=settings.fetch_max_retry_after,
             max_bytes=settings.fetch_max_bytes,
             host_interval=settings.fetch_host_interval,
             attempts=max(1, settings.fetch_attempts),
@@ -117,16 +124,34 @@ class _HostGate:
             yield
 
 
-class Fetcher:
-    """One HTTP client with its politeness state; use as a context manager or call ``close``."""
+@dataclass(frozen=True)
+class _Want:
+    """What a caller accepts of one fetch: media types (empty: any), the body cap and what to do beyond it,
+    attempts, and whether robots.txt is asked first."""
 
-    def __init__(self, policy: FetchPolicy) -> None:
+    accept: frozenset[str]
+    max_bytes: int
+    attempts: int
+    truncate: bool = False
+    ask_robots: bool = True
+
+
+class Fetcher:
+    """One HTTP client with its politeness state; use as a context manager or call ``close``. ``sleep`` and
+    ``clock`` are the waits between attempts and the deadline's time (real ones unless a test gives others)."""
+
+    def __init__(
+        self, policy: FetchPolicy, *, sleep: Callable[[float], None] = time.sleep, clock: Clock = time.monotonic
+    ) -> None:
         self.policy = policy
+        self._sleep, self._clock = sleep, clock
         timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
-        headers = {"User-Agent": policy.user_agent, "Accept-Encoding": "gzip, deflate, br"}
-        self._client = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+        headers = {"User-Agent": policy.user_agent, "Accept-Encoding": ACCEPTED_ENCODINGS}
+        self._client = httpx.Client(
+            timeout=timeout, headers=headers, follow_redirects=False, transport=DeadlineTransport()
+        )
         self._gate = _HostGate(policy.host_interval, policy.host_concurrency)
-        self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self._robots: dict[str, _Robots] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fetcher:
@@ -149,79 +174,113 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
     ) -> Page:
-        """GET ``url`` following at most ``max_redirects`` redirects; raise ``FetchError`` with the reason."""
+        """GET ``url`` following at most ``max_redirects`` redirects, all within the total deadline; raise
+        ``FetchError`` with the reason (``FetchDeferredError`` when the server asks to come back later)."""
         headers = {"Accept": ", ".join(sorted(accept)) + ", */*;q=0.1"}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        want = _Want(accept, self.policy.max_bytes, self.policy.attempts)
+        with fetch_deadline(self.policy.deadline, self._clock):
+            return self._accepted(url, self._follow(url, headers, want))
+
+    def _follow(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
+        """The first response that is not a redirect, after at most ``max_redirects`` of them."""
         current = url
         for _ in range(self.policy.max_redirects + 1):
-            self._check(current)
-            page = self._with_retries(current, headers)
+            self._check(current, want)
+            page = self._with_retries(current, headers, want)
             if page.status not in REDIRECT_STATUSES:
-                return self._accepted(url, page, accept)
+                return page
             current = urljoin(current, page.final_url)
-        raise FetchError(f"{url}: more than {self.policy.max_redirects} redirects")
+        raise _failure(url, f"more than {self.policy.max_redirects} redirects")
 
-    def _check(self, url: str) -> None:
+    def _check(self, url: str, want: _Want) -> None:
         try:
             check_url(url, allow_private=self.policy.allow_private_hosts)
         except UnsafeURLError as error:
-            raise FetchError(str(error)) from error
-        if self.policy.respect_robots and not self._robots_allow(url):
-            raise FetchError(f"{url}: disallowed by robots.txt for {self.policy.user_agent.split('/')[0]}")
+            raise FetchError(str(error), reason=str(error)) from error
+        if self.policy.respect_robots and want.ask_robots:
+            self._robots_for(url).check(url, self.policy.user_agent.split("/")[0])
 
-    def _accepted(self, url: str, page: Page, accept: frozenset[str]) -> Page:
+    def _accepted(self, url: str, page: Page) -> Page:
         if page.status == 304:
             return Page(url, page.final_url, 304, etag=page.etag, last_modified=page.last_modified)
         if page.status >= 400:
-            raise FetchError(f"{url}: HTTP {page.status}")
-        if page.media_type and page.media_type not in accept and accept:
-            raise FetchError(f"{url}: unexpected content type {page.media_type} (wanted {', '.join(sorted(accept))})")
-        return Page(
-            url, page.final_url, page.status, page.body, page.media_type, page.charset, page.etag, page.last_modified
-        )
+            raise _failure(url, f"HTTP {page.status}")
+        return replace(page, url=url)
 
-    def _with_retries(self, url: str, headers: Mapping[str, str]) -> Page:
+    def _with_retries(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.policy.attempts),
+            stop=self._stop(want.attempts),
             wait=self._wait,
             retry=tenacity.retry_if_exception_type((httpx.TransportError, _RetryableError)),
+            sleep=self._sleep,
             reraise=True,
         )
         try:
-            return retrying(self._request_once, url, headers)
-        except _RetryableError as error:
-            raise FetchError(f"{url}: {error} after {self.policy.attempts} attempts") from error
-        except httpx.TimeoutException as error:
-            raise FetchError(
-                f"{url}: timed out ({type(error).__name__}) after {self.policy.attempts} attempts"
-            ) from error
-        except httpx.TransportError as error:
-            raise FetchError(f"{url}: {type(error).__name__}: {error} after {self.policy.attempts} attempts") from error
+            return retrying(self._request_once, url, headers, want)
+        except (httpx.TransportError, _RetryableError) as error:
+            raise self._gave_up(url, error, retrying.statistics.get("attempt_number", 1)) from error
+
+    def _stop(self, attempts: int) -> Callable[[tenacity.RetryCallState], bool]:
+        """Stop after ``attempts``, when the deadline has passed, or when the wait would outlast it."""
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            deadline = current_deadline()
+            over = deadline is not None and deadline.remaining() <= state.upcoming_sleep
+            return state.attempt_number >= attempts or over
+
+        return stop
+
+    def _gave_up(self, url: str, error: Exception, attempts: int) -> FetchError:
+        deadline = current_deadline()
+        tries = f"after {attempts} attempt{'s' if attempts > 1 else ''}"
+        if deadline is not None and deadline.expired():
+            return _failure(url, f"timed out: over the {deadline.seconds:g} s total deadline ({tries})")
+        if isinstance(error, httpx.TimeoutException):
+            return _failure(url, f"timed out ({type(error).__name__}) {tries}")
+        if isinstance(error, httpx.TransportError):
+            return _failure(url, f"{type(error).__name__}: {error} {tries}")
+        return _failure(url, f"{error} {tries}")
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, _RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, self.policy.max_retry_after)
+            return error.retry_after
         return float(min(self.policy.backoff_seconds * 2 ** (state.attempt_number - 1), 30.0))
 
-    def _request_once(self, url: str, headers: Mapping[str, str]) -> Page:
+    def _request_once(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
         with self._gate.turn(urlsplit(url).netloc), self._client.stream("GET", url, headers=headers) as response:
             self._check_peer(url, response)
             status = response.status_code
             if status in RETRY_STATUSES:
-                raise _RetryableError(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+                raise self._retry_or_defer(url, status, _retry_after(response.headers.get("Retry-After")))
             location = response.headers.get("Location", "")
             if status in REDIRECT_STATUSES:
                 if not location:
-                    raise FetchError(f"{url}: HTTP {status} redirect without a Location")
+                    raise _failure(url, f"HTTP {status} redirect without a Location")
                 return Page(url, location, status)
-            body = self._read_capped(url, response) if status < 300 else b""
             media_type, charset = _content_type(response.headers.get("Content-Type"))
+            if status < 300 and media_type and want.accept and media_type not in want.accept:
+                wanted = ", ".join(sorted(want.accept))
+                raise _failure(url, f"unexpected content type {media_type} (wanted {wanted})")
+            body = self._read_capped(url, response, want) if status < 300 else b""
             etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
             return Page(url, str(response.url), status, body, media_type, charset, etag, modified)
+
+    def _retry_or_defer(self, url: str, status: int, retry_after: float | None) -> Exception:
+        """A retry, or a deferral when the server asks for a wait longer than the cap or the deadline left."""
+        deadline = current_deadline()
+        left = deadline.remaining() if deadline is not None else float("inf")
+        if retry_after is not None and (retry_after > self.policy.max_retry_after or retry_after >= left):
+            limit = min(self.policy.max_retry_after, max(0.0, left))
+            return FetchDeferredError(
+                f"deferred to the next poll: the server asked to wait {retry_after:,.0f} s (HTTP {status}); "
+                f"this fetch could wait at most {limit:,.0f} s"
+            )
+        return _RetryableError(f"HTTP {status}", retry_after)
 
     def _check_peer(self, url: str, response: httpx.Response) -> None:
         """Against DNS rebinding: the address actually connected to must be public too (not checked through
@@ -233,53 +292,62 @@ class Fetcher:
         address = str(peer[0]) if peer else None
         reason = guard.non_public_reason(address) if address else None
         if reason:
-            raise FetchError(f"refusing {url}: connected to {address} ({reason})")
+            raise _failure(url, f"refusing: connected to {address} ({reason})")
 
-    def _read_capped(self, url: str, response: httpx.Response) -> bytes:
+    def _read_capped(self, url: str, response: httpx.Response, want: _Want) -> bytes:
+        """The decoded body, counted as it is decoded: an error past ``max_bytes`` (or the body cut there)."""
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.policy.max_bytes:
-            raise FetchError(f"{url}: body of {int(declared):,} bytes is over the {self.policy.max_bytes:,}-byte limit")
-        body = _read_at_most(response, self.policy.max_bytes + 1)  # one byte over tells it is too large
-        if len(body) > self.policy.max_bytes:
-            raise FetchError(f"{url}: body is over the {self.policy.max_bytes:,}-byte limit")
-        return body
+        if not want.truncate and declared.isdigit() and int(declared) > want.max_bytes:
+            raise _failure(url, f"body of {int(declared):,} bytes is over the {want.max_bytes:,}-byte limit")
+        body = bytearray()
+        try:
+            for piece in decoding.decoded(response.iter_raw(), response.headers.get("Content-Encoding")):
+                body += piece
+                if len(body) > want.max_bytes:
+                    if want.truncate:
+                        return bytes(body[: want.max_bytes])
+                    raise _failure(url, f"body is over the {want.max_bytes:,}-byte limit")
+        except decoding.DecodingError as error:
+            raise _failure(url, str(error)) from error
+        return bytes(body)
 
-    def _robots_allow(self, url: str) -> bool:
+    def _robots_for(self, url: str) -> _Robots:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        parser = self._robots.get(origin)
-        if parser is None:
-            parser = self._robots[origin] = self._load_robots(origin)
-        return parser.can_fetch(self.policy.user_agent, url)
+        if origin not in self._robots:
+            self._robots[origin] = self._load_robots(origin)
+        return self._robots[origin]
 
-    def _load_robots(self, origin: str) -> urllib.robotparser.RobotFileParser:
-        """RFC 9309: a 4xx means no rules; an unreachable robots.txt (5xx, network) means disallow all."""
-        parser = urllib.robotparser.RobotFileParser(origin + "/robots.txt")
+    def _load_robots(self, origin: str) -> _Robots:
+        """RFC 9309: rules from a 2xx; none for a 4xx; everything disallowed, for now, when it is unreachable
+        (5xx, a network error, the deadline), with the reason kept for the error."""
+        want = _Want(frozenset(), ROBOTS_MAX_BYTES, attempts=1, truncate=True, ask_robots=False)
         try:
-            with self._client.stream("GET", origin + "/robots.txt") as response:
-                status = response.status_code
-                body = _read_at_most(response, ROBOTS_MAX_BYTES) if status < 300 else b""
-        except httpx.TransportError:
-            status, body = 503, b""
-        if status >= 500:
-            parser.parse(["User-agent: *", "Disallow: /"])
-        elif status < 400:
-            parser.parse(body.decode("utf-8", "replace").splitlines())
-        else:
-            parser.parse([])
-        return parser
+            page = self._follow(origin + "/robots.txt", {}, want)
+        except FetchError as error:
+            return _Robots(None, f"robots.txt unreachable: {error.reason}")
+        if page.status >= 500:
+            return _Robots(None, f"robots.txt unreachable: HTTP {page.status}")
+        rules = page.body.decode("utf-8", "replace") if page.status < 400 else ""
+        return _Robots(Protego.parse(rules), None)
 
 
-def _read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """The first ``limit`` bytes of a body, without reading the rest."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
+@dataclass(frozen=True)
+class _Robots:
+    """One origin's robots.txt: its rules, or why it could not be had (everything then disallowed)."""
+
+    rules: Protego | None
+    unreachable: str | None
+
+    def check(self, url: str, agent: str) -> None:
+        if self.rules is None:
+            raise _failure(url, self.unreachable or "robots.txt unreachable")
+        if not self.rules.can_fetch(url, agent):
+            raise _failure(url, f"disallowed by robots.txt for {agent}")
+
+
+def _failure(url: str, reason: str) -> FetchError:
+    return FetchError(f"{url}: {reason}", reason=reason)
 
 
 def _content_type(value: str | None) -> tuple[str | None, str | None]:

@@ -1,0 +1,247 @@
+"""The HTTP client against a hostile server (tests/hostile.py): bombs stop at the cap with little memory, every
+fetch ends by its total deadline, Retry-After is capped, robots.txt follows RFC 9309, types are checked before
+any body is read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline.errors import FetchDeferredError
+from pipeline.ingest import ingest
+from pipeline.settings import Settings
+from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
+
+from . import hostile
+from .conftest import ROOT, MakeDatabase
+from .hostile import HostileServer, respond
+
+POLICY = FetchPolicy(allow_private_hosts=True, host_interval=0, backoff_seconds=0.05, attempts=3, deadline=3.0)
+PAGE = (
+    b"<html><head><title>A</title></head><body><article><p>"
+    + b"Text of the page. " * 40
+    + b"</p></article></body></html>"
+)
+MAX_BYTES = 10 * 1024 * 1024
+PEAK_LIMIT_MIB = 300  # what one hostile response may add to a process's peak memory
+
+
+@pytest.fixture
+def server() -> Iterator[HostileServer]:
+    with hostile.hostile_server() as running:
+        running.route("/robots.txt", respond(404, b""))
+        yield running
+
+
+@pytest.fixture(scope="session")
+def bomb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bombs")
+
+
+def fetch_in_child(url: str, *, deadline: float = 0, max_bytes: int = MAX_BYTES) -> dict[str, object]:
+    """Fetch in a fresh process and report its error, seconds and peak-memory rise (MiB)."""
+    command = [sys.executable, "-m", "tests.hostile", url, str(max_bytes), str(deadline)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    return dict(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize(
+    "encodings", [("gzip",), ("br",), ("gzip", "gzip"), ("deflate", "br"), ("br", "gzip")], ids="-".join
+)
+def test_a_compression_bomb_stops_at_the_cap_with_little_memory(
+    server: HostileServer, bomb_cache: Path, encodings: tuple[str, ...]
+) -> None:
+    server.route("/bomb", hostile.bomb_response(encodings, bomb_cache))
+    outcome = fetch_in_child(server.url("/bomb"))
+    assert outcome["error"] and "over the 10,485,760-byte limit" in str(outcome["error"])
+    assert float(outcome["peak_mib"]) < PEAK_LIMIT_MIB, outcome  # type: ignore[arg-type]
+
+
+def test_an_honest_stacked_encoding_is_decoded(server: HostileServer, bomb_cache: Path) -> None:
+    body = hostile._compress("br", hostile._compress("gzip", PAGE))
+    server.route("/stacked", respond(200, body, {"Content-Encoding": "gzip, br"}))
+    with Fetcher(POLICY) as fetcher:
+        assert fetcher.get(server.url("/stacked")).body == PAGE
+
+
+@pytest.mark.parametrize(
+    ("encoding", "reason"),
+    [("compress", "unsupported Content-Encoding 'compress'"), ("gzip, " * 6 + "gzip", "more than 4 content encodings")],
+)
+def test_unknown_or_absurd_encodings_are_refused(server: HostileServer, encoding: str, reason: str) -> None:
+    server.route("/odd", respond(200, PAGE, {"Content-Encoding": encoding}))
+    with Fetcher(POLICY) as fetcher, pytest.raises(FetchError, match=reason):
+        fetcher.get(server.url("/odd"))
+
+
+def test_corrupt_compressed_data_is_a_clear_error(server: HostileServer) -> None:
+    server.route("/corrupt", respond(200, b"\x1f\x8b\x08\x00garbage" * 10, {"Content-Encoding": "gzip"}))
+    with Fetcher(POLICY) as fetcher, pytest.raises(FetchError, match="cannot decode the gzip body"):
+        fetcher.get(server.url("/corrupt"))
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [hostile.trickle_body(0.2), hostile.trickle_head(0.2), hostile.stall_after_head()],
+    ids=["trickled-body", "trickled-headers", "stalled-body"],
+)
+def test_a_fetch_ends_by_its_total_deadline(server: HostileServer, behaviour: hostile.Behaviour) -> None:
+    server.route("/slow", behaviour)
+    outcome = fetch_in_child(server.url("/slow"), deadline=3.0)
+    assert "timed out" in str(outcome["error"]) and "3 s" in str(outcome["error"]), outcome
+    assert float(outcome["seconds"]) < 3.0 + 1.0, outcome  # type: ignore[arg-type]
+
+
+def test_a_trickled_robots_txt_ends_by_the_deadline_and_says_so(server: HostileServer) -> None:
+    server.route("/robots.txt", hostile.trickle_body(0.2, {"Content-Type": "text/plain"}))
+    server.route("/page", respond(200, PAGE))
+    policy = replace(POLICY, respect_robots=True)
+    started = time.monotonic()
+    with Fetcher(policy) as fetcher, pytest.raises(FetchError, match=r"robots\.txt unreachable: timed out"):
+        fetcher.get(server.url("/page"))
+    assert time.monotonic() - started < policy.deadline + 1.0
+    assert "/page" not in server.requests
+
+
+def test_the_deadline_covers_retries_and_their_waits(server: HostileServer) -> None:
+    server.route("/flaky", respond(503, b"busy", {"Retry-After": "2"}))
+    started = time.monotonic()
+    with Fetcher(replace(POLICY, attempts=10)) as fetcher, pytest.raises(FetchError):
+        fetcher.get(server.url("/flaky"))
+    assert time.monotonic() - started < POLICY.deadline + 1.0
+
+
+@pytest.mark.parametrize("retry_after", ["999999", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_a_long_retry_after_defers_the_url_instead_of_sleeping(server: HostileServer, retry_after: str) -> None:
+    server.route("/later", respond(429, b"slow down", {"Retry-After": retry_after}))
+    slept: list[float] = []
+    deferred = pytest.raises(FetchDeferredError, match="deferred to the next poll: the server asked to wait")
+    with Fetcher(replace(POLICY, deadline=30.0), sleep=slept.append) as fetcher, deferred:
+        fetcher.get(server.url("/later"))
+    assert slept == [] and server.requests.count("/later") == 1
+
+
+def test_a_short_retry_after_is_honoured(server: HostileServer) -> None:
+    answers = iter([respond(503, b"busy", {"Retry-After": "7"}), respond(200, PAGE)])
+    server.route("/busy", lambda connection: next(answers)(connection))
+    slept: list[float] = []
+    with Fetcher(replace(POLICY, deadline=30.0), sleep=slept.append) as fetcher:
+        assert fetcher.get(server.url("/busy")).body == PAGE
+    assert slept == [7.0]
+
+
+def test_the_content_type_is_checked_before_the_body_is_read(server: HostileServer) -> None:
+    server.route("/binary", hostile.trickle_body(0.05, {"Content-Type": "application/octet-stream"}))
+    started = time.monotonic()
+    with Fetcher(POLICY) as fetcher, pytest.raises(FetchError, match="unexpected content type"):
+        fetcher.get(server.url("/binary"))
+    assert time.monotonic() - started < 1.0  # the body that never ends was never read
+
+
+@pytest.mark.parametrize(
+    ("declared", "body", "reason"),
+    [(10_000, PAGE[:100], "incomplete|peer closed"), (10**12, PAGE, "over the 10,485,760-byte limit")],
+    ids=["short-body", "huge-declared"],
+)
+def test_lying_lengths_are_clear_errors(server: HostileServer, declared: int, body: bytes, reason: str) -> None:
+    server.route("/lie", hostile.lying_length(declared, body))
+    with Fetcher(POLICY) as fetcher, pytest.raises(FetchError, match=reason):
+        fetcher.get(server.url("/lie"))
+
+
+ROBOTS = b"""User-agent: *
+Disallow: /
+
+User-agent: Newsflow
+Disallow: /private
+Allow: /private/press
+Disallow: /*.pdf$
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/private/press/release", True),  # the longest match wins, not the first
+        ("/private/notes", False),
+        ("/report.pdf", False),
+        ("/report.pdfx", True),
+        ("/news/story", True),  # Newsflow has its own group: the * group does not apply
+    ],
+)
+def test_robots_txt_follows_rfc_9309(server: HostileServer, path: str, allowed: bool) -> None:
+    server.route("/robots.txt", respond(200, ROBOTS, {"Content-Type": "text/plain"}))
+    server.route(path, respond(200, PAGE))
+    with Fetcher(replace(POLICY, respect_robots=True)) as fetcher:
+        if allowed:
+            assert fetcher.get(server.url(path)).body == PAGE
+        else:
+            with pytest.raises(FetchError, match=r"disallowed by robots\.txt"):
+                fetcher.get(server.url(path))
+
+
+def test_robots_txt_wildcards_and_end_anchors(server: HostileServer) -> None:
+    rules = b"User-agent: *\nDisallow: /*.pdf$\nDisallow: /*?print=\n"
+    server.route("/robots.txt", respond(200, rules, {"Content-Type": "text/plain"}))
+    for path in ("/a.pdfx", "/story"):
+        server.route(path, respond(200, PAGE))
+    with Fetcher(replace(POLICY, respect_robots=True)) as fetcher:
+        for path in ("/files/a.pdf", "/story?print=1"):
+            with pytest.raises(FetchError, match="disallowed"):
+                fetcher.get(server.url(path))
+        assert fetcher.get(server.url("/a.pdfx")).body == PAGE
+
+
+@pytest.mark.parametrize(
+    ("status", "allowed", "reason"),
+    [(404, True, None), (410, True, None), (503, False, "robots.txt unreachable: HTTP 503")],
+)
+def test_robots_txt_status_per_rfc(server: HostileServer, status: int, allowed: bool, reason: str | None) -> None:
+    server.route("/robots.txt", respond(status, b"Disallow: /"))
+    server.route("/page", respond(200, PAGE))
+    with Fetcher(replace(POLICY, respect_robots=True)) as fetcher:
+        if allowed:
+            assert fetcher.get(server.url("/page")).body == PAGE
+        else:
+            with pytest.raises(FetchError, match=reason):
+                fetcher.get(server.url("/page"))
+
+
+def test_a_redirected_robots_txt_is_followed(server: HostileServer) -> None:
+    server.route("/robots.txt", respond(301, b"", {"Location": "/real-robots.txt"}))
+    server.route("/real-robots.txt", respond(200, b"User-agent: *\nDisallow: /\n", {"Content-Type": "text/plain"}))
+    with Fetcher(replace(POLICY, respect_robots=True)) as fetcher, pytest.raises(FetchError, match="disallowed"):
+        fetcher.get(server.url("/page"))
+
+
+def test_a_deferred_url_leaves_a_row_that_says_so(
+    server: HostileServer, make_database: MakeDatabase, settings: Settings
+) -> None:
+    server.route("/later", respond(503, b"busy", {"Retry-After": "86400"}))
+    url = make_database()
+    run_settings = replace(settings, database_url=url, allow_private_hosts=True)
+    from pipeline.db.engine import create_engine
+
+    engine = create_engine(url)
+    summary = ingest(run_settings, engine, [server.url("/later")])
+    assert summary.failed == 1
+    with engine.connect() as conn:
+        stage, error = conn.execute(sa.text("SELECT stage, error FROM ingest_errors")).one()
+    assert stage == "fetch" and error.startswith("deferred to the next poll")
+
+
+def test_the_child_process_measures_this_checkout() -> None:
+    """The peak-memory child imports the code under test, not an installed copy."""
+    code = "import pipeline, sys; sys.stdout.write(pipeline.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONSAFEPATH": ""})  # fmt: skip
+    assert Path(done.stdout).resolve().is_relative_to(ROOT)
