@@ -37,7 +37,7 @@ def declared_canonical(page_url: str, body: bytes) -> str | None:
     link = CANONICAL_LINK.search(body[:HEAD_BYTES])
     href = HREF.search(link.group(0)) if link else None
     declared = _absolute(page_url, href.group(1).decode("utf-8", "ignore").strip()) if href else None
-    return normalise_url(declared) if declared and _well_formed(declared) else None
+    return normalise_url(declared) if declared and is_well_formed_url(declared) else None
 
 
 def _absolute(page_url: str, href: str) -> str | None:
@@ -47,7 +47,7 @@ def _absolute(page_url: str, href: str) -> str | None:
         return None
 
 
-def _well_formed(url: str) -> bool:
+def is_well_formed_url(url: str) -> bool:
     """An http(s) URL with a host, a valid port if any, no user name or password (``https://a.com@b.com/`` is
     b.com to a parser and a.com to a reader), no backslash (a slash to browsers), and no whitespace or control
     characters."""
