@@ -54,14 +54,31 @@ class Failure:
 
 @dataclass(frozen=True)
 class FeedEntry:
+    """One usable feed entry. ``link`` is what it is ingested as: its normalised http(s) link, to be fetched, or
+    for an entry carried inline (no http(s) link, but content) its name within the feed,
+    ``feed-entry:<feed url>#<entry id>``, with ``content`` the document the feed delivered."""
+
     link: str
     title: str | None
     entry_id: str
+    content: RawDocument | None = None
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A feed entry that cannot be ingested (a link that is not http(s), neither link nor content), and why."""
+
+    entry: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.entry}: {self.reason}"
 
 
 @dataclass(frozen=True)
 class FeedPoll:
-    """What one poll found: ``not_modified`` on 304; ``problem`` is feedparser's reason for a malformed feed."""
+    """What one poll found: ``not_modified`` on 304; ``problem`` is feedparser's reason for a malformed feed;
+    ``skipped`` the entries that cannot be ingested."""
 
     url: str
     not_modified: bool
@@ -70,6 +87,7 @@ class FeedPoll:
     last_modified: str | None = None
     title: str | None = None
     problem: str | None = None
+    skipped: tuple[SkippedEntry, ...] = ()
 
 
 @dataclass(frozen=True)

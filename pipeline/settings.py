@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -38,10 +39,13 @@ class Settings:
     fetch_attempts: int = 4
     inbox_path: Path | None = None
     feed_max_entries: int = 200
+    feed_poll_seconds: float = 600.0  # total time budget of one feed's poll; the entries left wait for the next
     batch_size: int = 32  # documents per nlp.pipe pass and per load transaction
     document_seconds: float = 60.0  # time budget of one document's extraction, and of its analysis
     quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
     claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
+    # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     @property
     def sql_dir(self) -> Path:
@@ -82,6 +86,7 @@ class Settings:
             fetch_attempts=int(env.get("NEWSFLOW_FETCH_ATTEMPTS") or 4),
             inbox_path=Path(inbox) if (inbox := env.get("NEWSFLOW_INBOX")) else None,
             feed_max_entries=max(1, int(env.get("NEWSFLOW_FEED_MAX_ENTRIES") or 200)),
+            feed_poll_seconds=float(env.get("NEWSFLOW_FEED_POLL_SECONDS") or 600),
             batch_size=max(1, int(env.get("NEWSFLOW_BATCH_SIZE") or 32)),
             document_seconds=float(env.get("NEWSFLOW_DOCUMENT_SECONDS") or 60),
             quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),

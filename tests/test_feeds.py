@@ -13,6 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.staged import process_pending
 from pipeline.settings import Settings
 from pipeline.sources.feeds import FeedListError, read_feed_list
 
@@ -137,3 +138,165 @@ def test_a_feed_of_ten_thousand_entries_is_taken_a_poll_at_a_time(
         loaded = sorted(conn.scalars(sa.text("SELECT link FROM feed_entries")))
     assert tuple(feed) == (9_994, None, "fetched")
     assert loaded == sorted(links[:6])
+
+
+STORY = "<p>Negotiators from both sides met in Istanbul on Thursday for the first direct talks in three years.</p>" * 4
+
+
+def atom(*entries: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Inline news</title>'
+        f"<id>urn:newsflow:test</id>{''.join(entries)}</feed>"
+    )
+
+
+def atom_entry(entry_id: str | None, *, link: str | None = None, content: str | None = None, title: str = "") -> str:
+    parts = [f"<id>{entry_id}</id>" if entry_id is not None else "", f"<title>{title or 'Untitled'}</title>"]
+    parts.append(f'<link href="{link}"/>' if link is not None else "")
+    parts.append(f'<content type="html"><![CDATA[{content}]]></content>' if content is not None else "")
+    return f"<entry>{''.join(parts)}<updated>2024-05-01T10:00:00Z</updated></entry>"
+
+
+def test_entries_carried_inline_are_ingested_from_their_content_once(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    """Atom content without a link (feedparser turns a tag: id into the link), content beside a javascript: link,
+    RSS content:encoded and a bare description without link or guid: each is a document named within its feed,
+    and a re-poll delivers none of them again."""
+    feed_url, rss_url = site.url_for("/inline.xml"), site.url_for("/inline.rss")
+    site.expect_request("/inline.xml").respond_with_data(
+        atom(
+            atom_entry("tag:example.org,2024:talks", content=f"<h2>Talks</h2>{STORY}", title="Talks resume"),
+            atom_entry(
+                "urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                link="javascript:alert(1)",
+                content=f"<p>Scripted link.</p>{STORY}",
+                title="Scripted",
+            ),
+        ),
+        content_type="application/atom+xml",
+    )
+    site.expect_request("/inline.rss").respond_with_data(
+        '<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        "<channel><title>Inline RSS</title>"
+        '<item><title>Encoded</title><guid isPermaLink="false">story 7\n</guid>'
+        f"<content:encoded><![CDATA[<p>Encoded.</p>{STORY}]]></content:encoded></item>"
+        f"<item><title>Described</title><description><![CDATA[<p>Described.</p>{STORY}]]></description></item>"
+        "</channel></rss>",
+        content_type="application/rss+xml",
+    )
+
+    first = ingest_feeds(fetch_settings, engine, [feed_url, rss_url])
+    assert (first.loaded, first.failed) == (4, 0), first.failures
+    with engine.connect() as conn:
+        articles = dict(conn.execute(sa.text("SELECT source, title FROM articles")).tuples().all())
+        delivered = set(conn.scalars(sa.text("SELECT link FROM feed_entries WHERE article_id IS NOT NULL")))
+    names = set(articles)
+    assert f"feed-entry:{feed_url}#tag:example.org,2024:talks" in names
+    assert f"feed-entry:{feed_url}#urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427" in names
+    assert f"feed-entry:{rss_url}#story%207" in names
+    assert any(name.startswith(f"feed-entry:{rss_url}#sha256:") for name in names)
+    assert set(articles.values()) == {"Talks resume", "Scripted", "Encoded", "Described"}
+    assert delivered == names
+
+    again = ingest_feeds(fetch_settings, engine, [feed_url, rss_url])
+    assert (again.seen, again.failed) == (0, 0)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM articles")) == 4
+
+
+def test_another_feed_cannot_replace_an_inline_entry_by_reusing_its_id(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    entry_id = "tag:example.org,2024:talks"
+    site.expect_request("/own.xml").respond_with_data(
+        atom(atom_entry(entry_id, content=f"<p>The original.</p>{STORY}")), content_type="application/atom+xml"
+    )
+    site.expect_request("/copycat.xml").respond_with_data(
+        atom(atom_entry(entry_id, content=f"<p>The impostor.</p>{STORY}")), content_type="application/atom+xml"
+    )
+    summary = ingest_feeds(fetch_settings, engine, [site.url_for("/own.xml"), site.url_for("/copycat.xml")])
+    assert (summary.loaded, summary.replaced) == (2, 0)
+
+
+def test_entries_without_a_usable_link_or_content_are_counted_and_listed(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    bad_links = ["javascript:alert(1)", "data:text/html,hi", "ftp://example.org/story", "mailto:desk@example.org",
+                 "file:///etc/passwd", "http://host:99999/", "https://exa mple.com/",
+                 "https://" + "a" * 3000 + ".example/"]  # fmt: skip
+    entries = [atom_entry(f"urn:bad:{n}", link=link) for n, link in enumerate(bad_links)]
+    entries += [atom_entry(None, title="Nothing at all"), atom_entry("urn:good", link=site.url_for("/talks"))]
+    site.expect_request("/mixed.xml").respond_with_data(
+        atom(*entries), content_type="application/atom+xml", headers={"ETag": '"m1"'}
+    )
+    site.expect_request("/mixed.xml", headers={"If-None-Match": '"m1"'}).respond_with_data("", status=304)
+
+    summary = ingest_feeds(fetch_settings, engine, [site.url_for("/mixed.xml")])
+    assert (summary.loaded, summary.failed, summary.feed_entries_skipped) == (1, 0, 9), summary.failures
+    assert summary.extra()["skipped"] == 9 and summary.table_row()["skipped"] == 9
+    with engine.connect() as conn:
+        feed = conn.execute(sa.text("SELECT last_status, entries_skipped, last_error FROM feeds")).one()
+    assert (feed.last_status, feed.entries_skipped) == ("fetched", 9)
+    for scheme in ("javascript", "data", "ftp", "mailto", "file"):
+        assert f"{scheme}:" in feed.last_error
+    assert all(f"urn:bad:{n}" in feed.last_error for n in range(len(bad_links)))
+    assert "no link and no content" in feed.last_error and len(feed.last_error) < 2000
+
+    unchanged = ingest_feeds(fetch_settings, engine, [site.url_for("/mixed.xml")])
+    assert unchanged.seen == 0
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT entries_skipped, last_error FROM feeds")).one()
+    assert tuple(kept) == (9, feed.last_error)
+
+
+def test_a_poll_that_runs_out_of_time_defers_the_rest(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    """Each story takes 100 s on a fake clock; a 250 s budget takes three entries, defers the other seven (not
+    failed, not delivered), and the next poll takes the next three."""
+    now = [0.0]
+
+    def slow_story(request: Request) -> Response:
+        now[0] += 100.0
+        number = request.path.rsplit("/", 1)[-1]
+        return Response(article(extra=f"<p>Slow story number {number}.</p>"), content_type="text/html")
+
+    site.expect_request(re.compile(r"/slow/\d+")).respond_with_handler(slow_story)
+    links = [site.url_for(f"/slow/{n}") for n in range(10)]
+    site.expect_request("/slow.xml").respond_with_data(
+        rss(*links), content_type="application/rss+xml", headers={"ETag": '"s1"'}
+    )
+    budgeted = replace(fetch_settings, feed_poll_seconds=250.0, clock=lambda: now[0])
+
+    first = ingest_feeds(budgeted, engine, [site.url_for("/slow.xml")])
+    assert (first.loaded, first.failed, first.feed_entries_deferred) == (3, 0, 7), first.failures
+    with engine.connect() as conn:
+        feed = conn.execute(sa.text("SELECT entries_deferred, etag FROM feeds")).one()
+        errors = conn.scalar(sa.text("SELECT count(*) FROM ingest_errors"))
+        delivered = sorted(conn.scalars(sa.text("SELECT link FROM feed_entries")))
+    assert (tuple(feed), errors, delivered) == ((7, None), 0, sorted(links[:3]))
+
+    second = ingest_feeds(budgeted, engine, [site.url_for("/slow.xml")])
+    assert (second.loaded, second.failed, second.feed_entries_deferred) == (3, 0, 4)
+    with engine.connect() as conn:
+        assert sorted(conn.scalars(sa.text("SELECT link FROM feed_entries"))) == sorted(links[:6])
+
+
+def test_the_scheduled_path_stages_inline_entries_and_processes_them(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    feed_url = site.url_for("/staged.xml")
+    site.expect_request("/staged.xml").respond_with_data(
+        atom(atom_entry("tag:example.org,2024:staged", content=STORY, title="Staged"),
+             atom_entry("urn:linked", link=site.url_for("/talks")), atom_entry("urn:void", link="mailto:x@y.z")),
+        content_type="application/atom+xml",
+    )  # fmt: skip
+    staged = ingest_feeds(fetch_settings, engine, [feed_url], stage_only=True)
+    assert (staged.staged, staged.failed, staged.extra()["skipped"]) == (2, 0, 1)
+    processed = process_pending(fetch_settings, engine)
+    assert (processed.loaded, processed.failed) == (2, 0)
+    with engine.connect() as conn:
+        sources = set(conn.scalars(sa.text("SELECT source FROM articles")))
+        delivered = set(conn.scalars(sa.text("SELECT link FROM feed_entries WHERE raw_document_id IS NOT NULL")))
+    assert sources == {f"feed-entry:{feed_url}#tag:example.org,2024:staged", site.url_for("/talks")} == delivered

@@ -80,36 +80,50 @@ def record_entry(
         )
 
 
+MAX_LISTED_SKIPS = 10
+
+FINISH_POLL = (
+    "UPDATE feeds SET last_polled_at = now(), last_status = :status, etag = :etag, last_modified = :modified, "
+    "last_error = CASE WHEN :status = 'not_modified' THEN last_error ELSE :error END, "
+    "title = coalesce(:title, title), entries_seen = entries_seen + :entries, entries_deferred = :deferred, "
+    "entries_skipped = coalesce(:skipped, entries_skipped) WHERE id = :id"
+)
+
+
 def finish_poll(
     engine: Engine, feed: FeedState, poll: FeedPoll | None, *, error: str | None = None, deferred: int = 0
 ) -> None:
     """Store how the poll went; a failed poll keeps the previous ETag and Last-Modified, and a poll that left
-    entries for later (``deferred``) stores none, so the next poll is unconditional and sees them again."""
-    status = (
-        "failed"
-        if poll is None
-        else "not_modified"
-        if poll.not_modified
-        else "malformed"
-        if poll.problem
-        else "fetched"
-    )
+    entries for later (``deferred``) stores none, so the next poll is unconditional and sees them again. The
+    entries a fetched poll skipped are counted and listed; a 304 keeps the previous count and list."""
+    fetched = poll is not None and not poll.not_modified
     values = {
         "id": feed.id,
-        "status": status,
-        "error": error or (poll.problem if poll else None),
+        "status": _status(poll),
+        "error": error or poll_note(poll),
         "etag": None if deferred else poll.etag if poll else feed.etag,
         "modified": None if deferred else poll.last_modified if poll else feed.last_modified,
         "title": poll.title if poll else None,
         "entries": len(poll.entries) if poll else 0,
         "deferred": deferred,
+        "skipped": len(poll.skipped) if poll is not None and fetched else None,
     }
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE feeds SET last_polled_at = now(), last_status = :status, last_error = :error, etag = :etag, "
-                "last_modified = :modified, title = coalesce(:title, title), "
-                "entries_seen = entries_seen + :entries, entries_deferred = :deferred WHERE id = :id"
-            ),
-            values,
-        )
+        conn.execute(sa.text(FINISH_POLL), values)
+
+
+def _status(poll: FeedPoll | None) -> str:
+    if poll is None:
+        return "failed"
+    return "not_modified" if poll.not_modified else "malformed" if poll.problem else "fetched"
+
+
+def poll_note(poll: FeedPoll | None) -> str | None:
+    """The feed's problem and the entries it skipped (the first ten, with their reasons), or None."""
+    if poll is None:
+        return None
+    skipped = poll.skipped
+    listed = "; ".join(str(entry) for entry in skipped[:MAX_LISTED_SKIPS])
+    more = f"; and {len(skipped) - MAX_LISTED_SKIPS} more" if len(skipped) > MAX_LISTED_SKIPS else ""
+    note = f"{len(skipped)} entries skipped: {listed}{more}" if skipped else None
+    return "; ".join(part for part in (poll.problem, note) if part) or None

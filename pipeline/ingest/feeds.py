@@ -3,22 +3,26 @@
 A feed that cannot be fetched, or is malformed, becomes an ``ingest_errors`` row (stage ``feed``) with the
 reason; a malformed feed's recovered entries are still taken, and the other feeds go on. A second poll of an
 unchanged feed costs one 304, and entries already delivered are never fetched again. One poll takes at most
-``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order with links that failed before last; the rest wait for
-the next. With ``stage_only`` the entries go into the raw store for ``news_process`` instead of being loaded.
+``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order with links that failed before last, within
+``NEWSFLOW_FEED_POLL_SECONDS`` from the poll's start (checked before each entry is fetched, on the settings'
+clock); the rest wait for the next poll, neither failed nor delivered. Entries carried inline are taken from
+their content; entries with neither a usable link nor content are counted as skipped, and listed in the feed's
+``last_error``. With ``stage_only`` the entries go into the raw store for ``news_process`` instead of being
+loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy.engine import Engine
 
 from pipeline.db import feeds as feed_store
 from pipeline.errors import FetchError
-from pipeline.ingest import ingest_values
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Progress, Run, RunSummary, open_run
-from pipeline.ingest.staged import stage_values
+from pipeline.ingest.staged import stage_inputs
+from pipeline.ingest.step import batches, ingest_batch, read
 from pipeline.models import Failure, FeedEntry, FeedPoll
 from pipeline.settings import Settings
 from pipeline.sources.feeds import poll_feed
@@ -43,6 +47,7 @@ def ingest_feeds(
 def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
     engine = run.engine
     assert engine is not None
+    deadline = run.settings.clock() + run.settings.feed_poll_seconds
     feed = feed_store.claim_feed(engine, url)
     poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed))
     if isinstance(poll, Failure):
@@ -50,15 +55,36 @@ def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
         return
     if poll.problem:
         run.fail(Input(url), Failure(url, "feed", poll.problem))
+    run.summary.feed_entries_skipped += len(poll.skipped)
     entries = [] if poll.not_modified else feed_store.fresh_first(engine, feed_store.unseen(engine, poll.entries))
-    taken = entries[: run.settings.feed_max_entries]
-    links = [entry.link for entry in taken]
+    tried = _take(run, entries[: run.settings.feed_max_entries], deadline, stage_only=stage_only)
+    _record_delivered(run, feed, tried)
+    run.summary.feed_entries_deferred += len(entries) - len(tried)
+    feed_store.finish_poll(engine, feed, poll, deferred=len(entries) - len(tried))
+
+
+def _take(run: Run, entries: list[FeedEntry], deadline: float, *, stage_only: bool) -> list[FeedEntry]:
+    """Ingest (or stage) the entries in order until the poll's time is up; the entries tried, in order."""
+    tried: list[FeedEntry] = []
+    inputs = _read_in_time(run, entries, deadline, tried)
     if stage_only:
-        stage_values(run, links)
+        stage_inputs(run, inputs)
     else:
-        ingest_values(run, links)
-    _record_delivered(run, feed, taken)
-    feed_store.finish_poll(engine, feed, poll, deferred=len(entries) - len(taken))
+        for batch in batches(inputs, run.settings.batch_size):
+            ingest_batch(run, batch)
+    return tried
+
+
+def _read_in_time(run: Run, entries: list[FeedEntry], deadline: float, tried: list[FeedEntry]) -> Iterator[Input]:
+    """Each entry's page fetched (or its inline content), one at a time while the clock is before ``deadline``;
+    each entry is appended to ``tried`` as it is started. A failed fetch is recorded and yields nothing."""
+    for entry in entries:
+        if run.settings.clock() >= deadline:
+            return
+        tried.append(entry)
+        raw = read(run, Input(entry.link, raw=entry.content))
+        if not isinstance(raw, Failure):
+            yield Input(entry.link, raw=raw)
 
 
 def _poll(run: Run, url: str, feed: feed_store.FeedState) -> FeedPoll:

@@ -21,7 +21,7 @@ from pipeline.db.engine import is_systemic, is_transient
 from pipeline.db.raw_store import StoredVersion
 from pipeline.errors import DatabaseUnavailableError, SystemicError, describe, disk_full
 from pipeline.facts.batch import Analyser
-from pipeline.models import Document, Failure
+from pipeline.models import Document, Failure, RawDocument
 from pipeline.settings import Settings
 from pipeline.sources import Fetcher
 
@@ -31,11 +31,13 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class Input:
     """One document to process: the path or URL as given, or a version from the raw store (``stored``), which
-    the run has claimed when it is a staged document waiting for processing (``claimed``)."""
+    the run has claimed when it is a staged document waiting for processing (``claimed``), or bytes already
+    in hand (``raw``: a feed entry's page fetched within the poll's budget, or its inline content)."""
 
     name: str
     stored: StoredVersion | None = None
     claimed: bool = False
+    raw: RawDocument | None = None
 
     @property
     def claimed_raw_id(self) -> int | None:
@@ -56,6 +58,8 @@ class RunSummary:
     raw_documents: dict[str, int] = field(default_factory=dict)  # input → staged raw document id
     stage_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     stop_reason: str | None = None
+    feed_entries_skipped: int = 0  # feed entries with neither an http(s) link nor content
+    feed_entries_deferred: int = 0  # new feed entries left for the next poll (entry cap or time budget)
 
     @property
     def seen(self) -> int:
@@ -89,17 +93,24 @@ class RunSummary:
         """The command line's summary: documents, then each outcome and what the loaded ones held."""
         outcomes = {"new": self.loaded, "replaced": self.replaced, "unchanged": self.unchanged, "failed": self.failed}
         return {"documents": self.seen, **outcomes, "sections": self.sections, "entities": self.entities,
-                "quotes": self.quotes}  # fmt: skip
+                "quotes": self.quotes, **(self.feed_counts() if any(self.feed_counts().values()) else {})}  # fmt: skip
+
+    def feed_counts(self) -> dict[str, int]:
+        """Feed entries skipped (no usable link or content) and deferred to the next poll."""
+        return {"skipped": self.feed_entries_skipped, "deferred": self.feed_entries_deferred}
 
     def extra(self) -> dict[str, int]:
         """The counts an Airflow asset event carries."""
-        return {**self.counts(), "staged": self.staged, "sections": self.sections, "quotes": self.quotes}
+        return {**self.counts(), "staged": self.staged, "sections": self.sections, "quotes": self.quotes,
+                **self.feed_counts()}  # fmt: skip
 
     def merge(self, other: RunSummary) -> None:
         """Add another summary of the same run (a parallel worker's) to this one."""
         self.outcomes.update(other.outcomes)
         self.sections, self.entities = self.sections + other.sections, self.entities + other.entities
         self.quotes += other.quotes
+        self.feed_entries_skipped += other.feed_entries_skipped
+        self.feed_entries_deferred += other.feed_entries_deferred
         self.failures.extend(other.failures)
         self.articles.update(other.articles)
         self.raw_documents.update(other.raw_documents)

@@ -70,12 +70,17 @@ def reprocess(
 
 def stage_values(run: Run, values: Iterable[str]) -> None:
     """Fetch or read each input into the raw store, unless exactly this version is already there."""
-    for value in values:
-        _stage_one(run, value)
+    stage_inputs(run, (Input(value) for value in values))
 
 
-def _stage_one(run: Run, value: str) -> None:
-    engine, item = run.engine, Input(value)
+def stage_inputs(run: Run, inputs: Iterable[Input]) -> None:
+    """Fetch, read or take each input into the raw store, one at a time, unless exactly this version is there."""
+    for item in inputs:
+        _stage_one(run, item)
+
+
+def _stage_one(run: Run, item: Input) -> None:
+    engine, value = run.engine, item.name
     assert engine is not None
     raw = read(run, item)
     if isinstance(raw, Failure):

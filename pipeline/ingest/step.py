@@ -77,8 +77,11 @@ def _prepare(run: Run, value: Input, *, skip_unchanged: bool) -> Prepared | Fail
 
 
 def read(run: Run, value: Input) -> RawDocument | Failure:
-    """One input's bytes (a file read, a page fetched, a version read back from the raw store), or its failure."""
-    stored = value.stored
+    """One input's bytes (a file read, a page fetched, a version read back from the raw store, the bytes it
+    carries), or its failure."""
+    stored, carried = value.stored, value.raw
+    if carried is not None:
+        return carried
     return guarded(run, value, "read", lambda: stored.raw() if stored else read_input(value.name, run.fetcher))
 
 

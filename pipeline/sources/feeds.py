@@ -3,19 +3,33 @@
 The feed list is ``seeds/feeds.yaml`` or the file in ``NEWSFLOW_FEEDS``: YAML (a
 list of URLs, or of mappings with ``url``, or ``feeds:`` holding either) or
 plain text with one URL per line (``#`` comments allowed).
+
+An entry with an http(s) link is fetched from it. An entry without one (none, or ``javascript:``, ``data:``,
+``mailto:``, …) that carries its content (Atom ``<content>`` or ``<summary>``, RSS ``content:encoded`` or
+``description``) is ingested from that content, named ``feed-entry:<feed url>#<entry id>``: the id is
+percent-encoded, and replaced by ``sha256:<hex>`` of itself when over 200 characters, or of the title and
+content when the entry has none. The name is scoped to the feed as listed, so it is the same at every poll
+and no other feed can replace the entry by claiming its id. Any other entry is skipped with its reason.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import feedparser
 import yaml
 
-from pipeline.models import FeedEntry, FeedPoll
+from pipeline.models import FeedEntry, FeedPoll, RawDocument, SkippedEntry
 from pipeline.sources.http import FEED_TYPES, HTML_TYPES, Fetcher
-from pipeline.sources.pages import normalise_url
+from pipeline.sources.pages import is_well_formed_url, normalise_url
+
+MAX_LINK_CHARS = 2000  # longer links are skipped: no index, page or browser takes them
+MAX_ID_CHARS = 200  # longer entry ids are named by their digest
+ENTRY_PREFIX = "feed-entry:"
 
 
 class FeedListError(ValueError):
@@ -61,11 +75,13 @@ def poll_feed(fetcher: Fetcher, url: str, *, etag: str | None = None, last_modif
         headers["content-type"] = page.media_type + (f"; charset={page.charset}" if page.charset else "")
     parsed = feedparser.parse(page.body, response_headers=headers)
     problem = _bozo_reason(parsed)
-    entries = tuple(entry for entry in map(_entry, parsed.entries) if entry is not None)
+    read = [feed_entry(url, entry) for entry in parsed.entries]
+    entries = tuple(entry for entry in read if isinstance(entry, FeedEntry))
+    skipped = tuple(entry for entry in read if isinstance(entry, SkippedEntry))
     if problem and not entries:
         problem = f"{problem} (no entries recovered)"
     title = parsed.feed.get("title") if hasattr(parsed, "feed") else None
-    return FeedPoll(url, False, entries, page.etag, page.last_modified, title, problem)
+    return FeedPoll(url, False, entries, page.etag, page.last_modified, title, problem, skipped)
 
 
 def _bozo_reason(parsed: Any) -> str | None:
@@ -75,8 +91,77 @@ def _bozo_reason(parsed: Any) -> str | None:
     return f"malformed feed: {type(error).__name__}: {error}" if error else "malformed feed"
 
 
-def _entry(entry: Any) -> FeedEntry | None:
-    link = entry.get("link")
-    if not link or not str(link).startswith(("http://", "https://")):
-        return None
-    return FeedEntry(link=normalise_url(str(link)), title=entry.get("title"), entry_id=str(entry.get("id") or link))
+def feed_entry(feed_url: str, entry: Any) -> FeedEntry | SkippedEntry:
+    """An entry to fetch by its http(s) link, or to take from its inline content, or skipped with the reason."""
+    link, title = _http_link(entry), _text(entry.get("title"))
+    if link is not None and len(link) <= MAX_LINK_CHARS:
+        return FeedEntry(link=normalise_url(link), title=title, entry_id=_text(entry.get("id")) or link)
+    content = _content(entry)
+    if content is None:
+        return SkippedEntry(_shown(_text(entry.get("id")) or title or "an entry"), _no_link_reason(entry))
+    name = entry_name(feed_url, _text(entry.get("id")), f"{title}\0{content[0]}")
+    inline = _inline(name, entry, content)
+    return FeedEntry(link=name, title=title, entry_id=_text(entry.get("id")) or name, content=inline)
+
+
+def entry_name(feed_url: str, entry_id: str | None, fallback: str) -> str:
+    """The stable name of an entry carried inline: ``feed-entry:<feed url>#<percent-encoded id>``, or the
+    digest of a long id, or of ``fallback`` (title and content) when there is no id."""
+    key = quote(entry_id, safe=":/?@!$&'()*+,;=-._~", errors="surrogatepass") if entry_id else None
+    if key is None or len(key) > MAX_ID_CHARS:
+        key = "sha256:" + hashlib.sha256((entry_id or fallback).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{ENTRY_PREFIX}{feed_url}#{key}"
+
+
+def _http_link(entry: Any) -> str | None:
+    """The entry's link, or else its first alternate link, that is a well-formed http(s) URL."""
+    links = [entry.get("link")] + [
+        item.get("href") for item in entry.get("links", []) if item.get("rel") == "alternate"
+    ]
+    return next((str(link).strip() for link in links if link and is_well_formed_url(str(link).strip())), None)
+
+
+def _no_link_reason(entry: Any) -> str:
+    link = _text(entry.get("link"))
+    if not link:
+        return "no link and no content"
+    scheme = urlsplit(link).scheme.lower() if ":" in link else ""
+    if scheme in {"http", "https"}:
+        kind = "too long" if len(link) > MAX_LINK_CHARS else "malformed"
+        return f"{kind} link {_shown(link)} and no content"
+    return f"{scheme + ':' if scheme else 'relative'} link {_shown(link)} is not http(s), and no content"
+
+
+def _content(entry: Any) -> tuple[str, str] | None:
+    """The entry's inline content and its media type: Atom content or RSS content:encoded, else the summary
+    (Atom summary, RSS description); None when there is none or it is blank."""
+    details = [*entry.get("content", []), entry.get("summary_detail") or {}]
+    for detail in details:
+        value = detail.get("value")
+        if isinstance(value, str) and value.strip():
+            media_type = "text/plain" if detail.get("type") == "text/plain" else "text/html"
+            return value, media_type
+    return None
+
+
+def _inline(name: str, entry: Any, content: tuple[str, str]) -> RawDocument:
+    """The document an entry carries: its content as UTF-8, with its title, author and date as metadata."""
+    metadata = {"charset": "utf-8"}
+    for key, value in (("title", entry.get("title")), ("author", entry.get("author"))):
+        if _text(value):
+            metadata[key] = str(_text(value))
+    stamp = entry.get("published_parsed") or entry.get("updated_parsed")
+    if stamp:
+        metadata["published"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)
+    return RawDocument(source=name, body=content[0].encode("utf-8", "replace"), media_type=content[1],
+                       metadata=metadata)  # fmt: skip
+
+
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A value for a message: at most ``limit`` characters, control characters escaped."""
+    clean = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
