@@ -36,12 +36,14 @@ eval: install
 	$(BIN)/newsflow evaluate tests/gold
 
 # Prints figures on the benchmark pages in ../shared: extraction F1 and speed, the facts stage's speed, then
-# throughput, workers, re-ingest and memory against the stage floors (docs/benchmarks.md).
+# throughput, workers, re-ingest and memory against the stage floors (docs/benchmarks.md), then each hostile
+# server's cost to a fetch: bombs' peak memory, slow servers' seconds (docs/reliability.md).
 bench: install
 	$(BIN)/python -m pipeline.quality.benchmark extraction
 	$(BIN)/python -m pipeline.quality.benchmark facts
 	$(BIN)/python -m pipeline.quality.benchmark pathological
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/hostile.py
 
 # 10,000 documents made unique from the benchmark pages, 2 workers: errors and memory over a long run
 # (docs/reliability.md). Takes about half an hour on 2 cores; not part of `make test`.
