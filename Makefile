@@ -53,12 +53,15 @@ soak: install
 # Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/;
 # news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.
 AIRFLOW_HOME ?= $(CURDIR)/.newsflow/airflow
+# The UI listens on this machine only; `make airflow AIRFLOW_HOST=0.0.0.0` serves every interface.
+AIRFLOW_HOST ?= 127.0.0.1
 AIRFLOW_PORT ?= 8080
 airflow: install
 	@mkdir -p "$(AIRFLOW_HOME)"
-	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	@echo "Airflow UI: http://$(AIRFLOW_HOST):$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(AIRFLOW_HOME)" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__PORT=$(AIRFLOW_PORT) NEWSFLOW_HOME="$(CURDIR)" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	NEWSFLOW_HOME="$(CURDIR)" \
 	$(BIN)/airflow standalone
 
 lint: install

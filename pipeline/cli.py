@@ -77,7 +77,8 @@ def ingest_command(
         raise typer.Exit(EXIT_DATABASE) from error
     for summary in summaries:
         _print_summary(summary)
-    console.print(f"Look at the data: {psql_command(engine)}", soft_wrap=True, highlight=False)
+    hidden = '  (password not shown; psql "$(newsflow db url)" passes it)' if engine.url.password else ""
+    console.print(f"Look at the data: {psql_command(engine)}{hidden}", soft_wrap=True, highlight=False)
     if any(summary.failures for summary in summaries):
         raise typer.Exit(EXIT_SOME_FAILED)
 

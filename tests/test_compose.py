@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,67 @@ def test_the_init_script_creates_the_news_database() -> None:
     script = (ROOT / "docker" / "postgres-init.sql.in").read_text(encoding="utf-8")
     assert "CREATE DATABASE news" in script
     assert Path(ROOT / "docker" / "postgres-init.sh").stat().st_mode & 0o111
+
+
+SECRETS = {
+    "POSTGRES_PASSWORD",
+    "NEWS_DB_PASSWORD",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "_AIRFLOW_WWW_USER_PASSWORD",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY\b")
+# Every ${...} the compose file interpolates: the variable, and its operator (":-", "-", ":?", "?") if any.
+REFERENCE = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def test_compose_refuses_to_start_while_a_secret_is_unset() -> None:
+    """Each secret is ``${VAR:?message}`` wherever it is used (an unset or empty VAR stops compose), never a
+    known fallback such as ``${VAR:-airflow}``; so is every variable whose name says it is a secret."""
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    references = REFERENCE.findall(text)
+    used = {name for name, _, _ in references}
+    assert used >= SECRETS, SECRETS - used
+    for name, operator, message in references:
+        if name in SECRETS or SECRET_NAME.search(name):
+            assert operator == ":?" and ".env" in message, f"${{{name}{operator}{message}}}"
+
+
+def test_the_env_example_holds_no_usable_secret() -> None:
+    """Copied as it is, .env.example still stops compose: every secret is empty, with how to make one."""
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    for name in SECRETS:
+        value = re.search(rf"^{name}=(.*)$", example, re.MULTILINE)
+        assert value is not None and value.group(1) == "", name
+    assert "secrets.token_urlsafe" in example and "Fernet.generate_key" in example
+
+
+def _has_docker_compose() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not _has_docker_compose(), reason="no docker compose here")
+def test_docker_compose_config_fails_without_an_env_file(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    env = {key: value for key, value in os.environ.items() if key not in SECRETS}
+    result = subprocess.run(
+        ["docker", "compose", "config"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "set " in result.stderr
+
+
+def test_the_api_server_listens_on_localhost(compose: dict[str, Any]) -> None:
+    assert all(
+        port.startswith("127.0.0.1:") or port.startswith("${")
+        for port in compose["services"]["airflow-apiserver"]["ports"]
+    )
+
+
+@pytest.mark.parametrize(("asked", "bound"), [((), "127.0.0.1"), (("AIRFLOW_HOST=0.0.0.0",), "0.0.0.0")])
+def test_make_airflow_binds_to_localhost_unless_asked(asked: tuple[str, ...], bound: str) -> None:
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "airflow", *asked], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert f"AIRFLOW__API__HOST={bound} " in result.stdout

@@ -12,7 +12,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .conftest import ROOT
+from pipeline.db.migrations import apply_migrations
+from pipeline.settings import Settings
+
+from .conftest import ROOT, MakeDatabase
 
 VIEWS = ["v_sections", "v_quotes", "v_entity_mentions", "v_dates", "v_quantities", "v_claims"]
 
@@ -49,6 +52,56 @@ def test_the_reader_role_reads_the_views_and_nothing_else(reader_url: str) -> No
         with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
             conn.execute(sa.text(statement))
     reader.dispose()
+
+
+READER_REFUSED = {
+    "a temporary table": "CREATE TEMP TABLE mine (id int)",
+    "a temporary table by its schema": "CREATE TABLE pg_temp.mine (id int)",
+    "a temporary view": "CREATE TEMP VIEW mine AS SELECT 1",
+    "a function in pg_temp": "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "a function in public": "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "a schema": "CREATE SCHEMA mine",
+    "a large object by lo_create": "SELECT lo_create(0)",
+    "a large object by lo_creat": "SELECT lo_creat(-1)",
+    "a large object from bytes": "SELECT lo_from_bytea(0, 'x'::bytea)",
+    "a large object from a server file": "SELECT lo_import('/etc/hostname')",
+    "a large object from a server file, with an oid": "SELECT lo_import('/etc/hostname', 424242)",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("statement", READER_REFUSED.values(), ids=READER_REFUSED.keys())
+def test_the_reader_role_creates_nothing(reader_url: str, statement: str) -> None:
+    reader = sa.create_engine(reader_url, poolclass=sa.NullPool)
+    with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+        conn.execute(sa.text(statement))
+    with reader.connect() as conn:  # and it still reads every view
+        for view in VIEWS:
+            conn.execute(sa.text(f"SELECT * FROM {view} LIMIT 1")).all()
+    reader.dispose()
+
+
+@pytest.mark.postgres
+def test_the_owner_keeps_temporary_tables_and_large_objects(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TEMP TABLE scratch (id int)"))
+        oid = conn.scalar(sa.text("SELECT lo_from_bytea(0, 'x'::bytea)"))
+        conn.execute(sa.text("SELECT lo_unlink(:oid)"), {"oid": oid})
+
+
+@pytest.mark.postgres
+def test_a_database_owner_that_is_not_superuser_can_migrate(make_database: MakeDatabase, settings: Settings) -> None:
+    """The compose stack's news owner migrates: what only a superuser may do is skipped with a warning."""
+    url = make_database(migrated=False)
+    admin = sa.create_engine(url, poolclass=sa.NullPool)
+    name = f"owner_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {name} LOGIN"))
+        conn.execute(sa.text(f'ALTER DATABASE "{make_url(url).database}" OWNER TO {name}'))
+    apply_migrations(make_url(url).set(username=name).render_as_string(hide_password=False), settings.sql_dir)
+    with admin.connect() as conn:
+        assert not conn.scalar(sa.text("SELECT has_database_privilege('public', current_database(), 'TEMPORARY')"))
+    admin.dispose()
 
 
 @pytest.mark.postgres
@@ -144,7 +197,7 @@ def test_compose_reads_secrets_from_env_and_the_example_marks_them_local() -> No
     for variable in ("POSTGRES_PASSWORD", "NEWS_DB_PASSWORD", "_AIRFLOW_WWW_USER_PASSWORD"):
         assert f"${{{variable}" in compose
         value = re.search(rf"^{variable}=(.*)$", example, re.MULTILINE)
-        assert value and value.group(1).startswith("change-me"), variable
+        assert value and value.group(1) == "", variable  # compose refuses to start until each is filled in
     assert "local-only" in example.lower()
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
 

@@ -9,10 +9,12 @@ processes never start two servers on one data directory.
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import psycopg2
 import sqlalchemy as sa
@@ -26,6 +28,52 @@ from pipeline.settings import Settings
 EMBEDDED_DATABASE = "newsflow"
 
 
+PASSWORD_MASK = "***"
+# A password in the authority (greedy to the last "@" of the authority; a sloppy password may hold "/"), and one
+# given as a query parameter or a key=value pair, quoted or not (password=, sslpassword=).
+_AUTHORITY_PASSWORD = re.compile(r"(://[^:@/\s]*):[^/?#]*@")
+_SLOPPY_AUTHORITY_PASSWORD = re.compile(r"(://[^:@/\s]*):.*@")
+_KEYWORD_PASSWORD = re.compile(r"(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&#\s]+)")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as shown to a person (messages, logs, errors): every password it carries replaced by ``***``.
+
+    Works on the text itself, so a URL that does not parse, or a libpq ``key=value`` string, is masked too."""
+    masked, found = _AUTHORITY_PASSWORD.subn(rf"\1:{PASSWORD_MASK}@", url)
+    if not found:
+        masked = _SLOPPY_AUTHORITY_PASSWORD.sub(rf"\1:{PASSWORD_MASK}@", masked)
+    return _KEYWORD_PASSWORD.sub(rf"\1{PASSWORD_MASK}", masked)
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` (an error message about ``url``) with ``url``'s password masked wherever it appears."""
+    masked = text.replace(url, shown_url(url))
+    for password in _passwords(url):
+        for form in {password, quote(password, safe=""), quote_plus(password), _rendered(password)}:
+            masked = masked.replace(form, PASSWORD_MASK)
+    return masked
+
+
+def _rendered(password: str) -> str:
+    """``password`` escaped as SQLAlchemy writes it into a URL."""
+    rendered = make_url("postgresql://u@h").set(password=password).render_as_string(hide_password=False)
+    return rendered[len("postgresql://u:") : -len("@h")]
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords ``url`` carries (in the authority or the query), longest first; none if it does not parse."""
+    try:
+        parsed = make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(url) if m.group(2).strip("'")]
+    found = [parsed.password or ""]
+    for key, value in parsed.query.items():
+        if key.lower() in {"password", "sslpassword"}:
+            found += [value] if isinstance(value, str) else list(value)
+    return sorted({str(p) for p in found if p}, key=len, reverse=True)
+
+
 def database_url(settings: Settings) -> str:
     """The SQLAlchemy URL in use: the configured one, else the embedded server's."""
     if settings.database_url:
@@ -34,8 +82,12 @@ def database_url(settings: Settings) -> str:
 
 
 def normalise_url(url: str) -> str:
-    """Accept libpq-style ``postgres://`` URLs and pin the psycopg2 driver."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    """Accept libpq-style ``postgres://`` URLs and pin the psycopg2 driver; ``DatabaseUnavailableError`` (its
+    password masked) for text that is not a database URL."""
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    except (sa.exc.ArgumentError, ValueError) as error:
+        raise DatabaseUnavailableError(f"not a database URL: {shown_url(url)} ({scrubbed(str(error), url)})") from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg2")
     return parsed.render_as_string(hide_password=False)
@@ -87,15 +139,22 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as error:
-        where = make_url(str(engine.url)).render_as_string(hide_password=True)
+        url = engine.url.render_as_string(hide_password=False)
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise DatabaseUnavailableError(f"cannot connect to {where}: {reason}") from error
+        raise DatabaseUnavailableError(f"cannot connect to {shown_url(url)}: {scrubbed(reason, url)}") from None
+    except sa.exc.DBAPIError as error:  # libpq refused the URL itself (an unknown option, say)
+        url = engine.url.render_as_string(hide_password=False)
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DatabaseUnavailableError(f"cannot use {shown_url(url)}: {scrubbed(reason, url)}") from None
 
 
 def psql_command(engine: Engine) -> str:
-    """The exact shell command that opens psql on this engine's database."""
+    """The shell command that opens psql on this engine's database, without its password (psql asks for it,
+    or finds it in ``~/.pgpass`` or ``PGPASSWORD``): it is shown to a person."""
     psql = "psql" if shutil.which("psql") else _bundled_psql()
-    return f"{psql} '{libpq_url(engine.url.render_as_string(hide_password=False))}'"
+    shown = engine.url.difference_update_query(["password", "sslpassword"])
+    url = sa.URL.create("postgresql", shown.username, None, shown.host, shown.port, shown.database, shown.query)
+    return f"{psql} '{url.render_as_string(hide_password=False)}'"
 
 
 def _bundled_psql() -> str:
