@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg2
 import pytest
 import sqlalchemy as sa
 
@@ -160,3 +161,30 @@ def test_the_lost_connection_error_names_the_documents_not_loaded() -> None:
         "run the same command again to finish"
     )
     assert "1 document was not loaded" in str(DatabaseConnectionLostError.for_documents(1))
+
+
+def test_a_batch_the_connection_is_lost_under_again_and_again_fails_with_error_rows(
+    db_settings: Settings, engine: sa.Engine, corpus: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load that loses its connection every time (a statement that crashes the server) is not retried for
+    ever: after 5 losses its documents get error rows, written once the database answers, and the run goes on."""
+    from pipeline.db import loader
+    from pipeline.ingest.step import LOST_TOO_OFTEN, MAX_LOST_CONNECTIONS
+
+    real_load = loader.load_documents
+    poisoned = str(corpus[1])
+    attempts: list[int] = []
+
+    def crashing_load(engine: sa.Engine, items: list[loader.LoadItem], options: loader.LoadOptions) -> object:
+        if any(item.raw.source.endswith(Path(poisoned).name) for item in items):
+            attempts.append(1)
+            driver = psycopg2.OperationalError("server closed the connection unexpectedly")
+            raise sa.exc.OperationalError("INSERT INTO articles", {}, driver)
+        return real_load(engine, items, options)
+
+    monkeypatch.setattr(loader, "load_documents", crashing_load)
+    summary = ingest(replace(db_settings, batch_size=2), engine, map(str, corpus[:4]))
+    assert len(attempts) == MAX_LOST_CONNECTIONS
+    assert (summary.seen, summary.failed) == (4, 2)  # the poisoned document and its batch-mate
+    assert sorted(error for _, _, error in errors(engine)) == [LOST_TOO_OFTEN, LOST_TOO_OFTEN]
+    assert articles(engine) == 2
