@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint eval bench soak airflow chromium lock clean-db
+.PHONY: install demo test lint eval bench soak chaos airflow chromium lock clean-db
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3.11-venv'"; exit 1; }
@@ -49,6 +49,12 @@ bench: install
 # (docs/reliability.md). Takes about half an hour on 2 cores; not part of `make test`.
 soak: install
 	$(BIN)/python bench/soak.py
+
+# The 181 benchmark pages ingested with 2 workers into a private PostgreSQL server restarted every 3 s (5+
+# restarts, some of them crashes), then a re-run that must converge to a clean run's digest (docs/reliability.md).
+# About 2 minutes on 2 cores; exits 1 when it does not converge. Not part of `make test`.
+chaos: install
+	$(BIN)/python bench/chaos.py
 
 # Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/;
 # news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.

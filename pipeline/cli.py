@@ -11,7 +11,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from functools import partial
@@ -20,13 +20,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from pipeline.db import open_database
 from pipeline.db.engine import database_url, libpq_url, psql_command
-from pipeline.errors import SystemicError
+from pipeline.errors import DatabaseConnectionLostError, SystemicError
 from pipeline.ingest import RunSummary, extract_documents, ingest
 from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.parallel import ingest_parallel
@@ -68,12 +68,13 @@ def ingest_command(
     sources = list(expand_inputs(inputs or ([] if feed_urls else [str(settings.seeds_dir)])))
     engine = _ready_engine(settings)
     summaries: list[RunSummary] = []
+    request = _Request(sources, feed_urls, workers)
     try:
-        summaries.extend(_run_ingest(settings, engine, _Request(sources, feed_urls, workers)))
+        summaries.extend(_run_ingest(settings, engine, request))
     except SystemicError as error:
         for summary in summaries:
             _print_summary(summary)
-        console.print(f"[red]stopped:[/] {error}", highlight=False)
+        console.print(f"[red]stopped:[/] {_stop_message(error, request)}", highlight=False)
         raise typer.Exit(EXIT_DATABASE) from error
     for summary in summaries:
         _print_summary(summary)
@@ -90,6 +91,17 @@ class _Request:
     sources: list[str]
     feed_urls: list[str]
     workers: int
+    done: list[int] = field(default_factory=lambda: [0])  # sources with an outcome so far
+
+    def count(self, documents: int = 1) -> None:
+        self.done[0] += documents
+
+
+def _stop_message(error: SystemicError, request: _Request) -> str:
+    """Why the run stopped; a lost database connection says how many documents were not loaded, in plain words."""
+    if isinstance(error, DatabaseConnectionLostError) and request.sources:
+        return str(DatabaseConnectionLostError.for_documents(max(0, len(request.sources) - request.done[0])))
+    return str(error)
 
 
 def _run_ingest(settings: Settings, engine: Engine, request: _Request) -> Iterator[RunSummary]:
@@ -100,11 +112,16 @@ def _run_ingest(settings: Settings, engine: Engine, request: _Request) -> Iterat
             yield ingest_feeds(settings, engine, request.feed_urls, on_document=lambda _s: progress.advance(task))
         if request.sources:
             task = progress.add_task("ingesting", total=len(request.sources))
+            advance = partial(_advance, progress, task, request)
             if request.workers > 1:
-                advance = partial(progress.advance, task)
                 yield ingest_parallel(settings, engine, request.sources, workers=request.workers, on_batch=advance)
             else:
-                yield ingest(settings, engine, request.sources, on_document=lambda _s: progress.advance(task))
+                yield ingest(settings, engine, request.sources, on_document=lambda _s: advance(1))
+
+
+def _advance(progress: Progress, task: TaskID, request: _Request, documents: int) -> None:
+    progress.advance(task, documents)
+    request.count(documents)
 
 
 def _feed_list(settings: Settings) -> list[str]:

@@ -76,6 +76,17 @@ class DatabaseUnavailableError(SystemicError):
     default_stage = "database"
 
 
+class DatabaseConnectionLostError(DatabaseUnavailableError):
+    """The connection broke (the server restarted or went away): the run waits for it to come back, a bounded
+    time (``NEWSFLOW_DB_RECONNECT_SECONDS``), and retries what was in flight; this stops the run when it does not."""
+
+    @classmethod
+    def for_documents(cls, not_loaded: int) -> DatabaseConnectionLostError:
+        """The plain sentence the command line ends with, counting the documents the run did not load."""
+        documents = "1 document was" if not_loaded == 1 else f"{not_loaded} documents were"
+        return cls(f"the database connection was lost; {documents} not loaded; run the same command again to finish")
+
+
 class ModelNotFoundError(SystemicError):
     """The configured spaCy model is not installed."""
 

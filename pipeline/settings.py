@@ -44,6 +44,7 @@ class Settings:
     document_seconds: float = 60.0  # time budget of one document's extraction, and of its analysis
     quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
     claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
+    db_reconnect_seconds: float = 60.0  # how long a run waits for a lost database connection to come back
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
@@ -91,4 +92,5 @@ class Settings:
             document_seconds=float(env.get("NEWSFLOW_DOCUMENT_SECONDS") or 60),
             quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),
             claim_lease_seconds=float(env.get("NEWSFLOW_CLAIM_LEASE_SECONDS") or 3600),
+            db_reconnect_seconds=max(0.0, float(env.get("NEWSFLOW_DB_RECONNECT_SECONDS") or 60)),
         )

@@ -7,16 +7,22 @@ returns its summary, which the parent adds up.
 A document that kills its worker (a crash, the OOM killer) breaks the pool. The batches that were in flight
 then are the suspects: they are run again one document at a time, one at a time, in a fresh pool, so the
 culprit is found, recorded as failed ("its worker process died"), and every other document is still loaded.
+
+Workers die with the parent (``lifeline``): a killed run leaves nothing writing, and the next run closes it
+as abandoned.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from sqlalchemy.engine import Engine
 
@@ -24,6 +30,7 @@ from pipeline.db.engine import create_engine, database_url
 from pipeline.errors import SystemicError
 from pipeline.facts.model import check_model, load_model
 from pipeline.ingest import ingest_values
+from pipeline.ingest.lifeline import die_with_parent
 from pipeline.ingest.run import Input, Run, RunSummary, join_run, open_run
 from pipeline.ingest.step import batches
 from pipeline.models import Failure
@@ -62,9 +69,18 @@ def ingest_parallel(
     return run.summary
 
 
-def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
+@contextmanager
+def _pool(settings: Settings, workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Spawned workers that die with this process (``lifeline``): only this process holds the pipe's write end."""
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(settings,))
+    reader, writer = context.Pipe(duplex=False)
+    try:
+        start = (settings, os.getpid(), reader)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=start) as pool:
+            yield pool
+    finally:
+        reader.close()
+        writer.close()
 
 
 def _drain(
@@ -140,9 +156,11 @@ def _requeue_suspects(run: Run, suspects: list[_Work], queue: deque[_Work], on_b
             queue.extendleft(_Work([value], suspect=True) for value in reversed(work.values))
 
 
-def _start(settings: Settings) -> None:
-    """Worker start-up: one engine and one loaded model per process. A failure here is kept and raised with the
-    first batch, so it reaches the parent as what it is (a missing model is systemic) and not as a dead pool."""
+def _start(settings: Settings, parent_pid: int, lifeline: Connection) -> None:
+    """Worker start-up: bound to the parent's life, then one engine and one loaded model per process. A failure
+    here is kept and raised with the first batch, so it reaches the parent as what it is (a missing model is
+    systemic) and not as a dead pool."""
+    die_with_parent(parent_pid, lifeline)
     try:
         _worker["settings"] = settings
         _worker["engine"] = create_engine(database_url(settings))

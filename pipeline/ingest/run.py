@@ -11,21 +11,30 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
 from pipeline.db import raw_store, runs
 from pipeline.db.engine import is_systemic, is_transient
 from pipeline.db.raw_store import StoredVersion
-from pipeline.errors import DatabaseUnavailableError, SystemicError, describe, disk_full
+from pipeline.db.reconnect import Backoff, engine_probe, wait_for_database
+from pipeline.errors import (
+    DatabaseConnectionLostError,
+    DatabaseUnavailableError,
+    SystemicError,
+    describe,
+    disk_full,
+)
 from pipeline.facts.batch import Analyser
 from pipeline.models import Document, Failure, RawDocument
 from pipeline.settings import Settings
 from pipeline.sources import Fetcher
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,8 @@ class Run:
         self.settings, self.engine, self.summary = settings, engine, summary
         self.on_document = on_document
         self.fetcher = Fetcher.from_settings(settings)
+        self.backoff = Backoff(settings.db_reconnect_seconds)  # how long to wait for a lost database
+        self.settled: Counter[str] = Counter()  # inputs with an outcome since the batch step last cleared it
 
     @property
     def id(self) -> int:
@@ -150,17 +161,25 @@ class Run:
             self.summary.stage_seconds[stage] += time.perf_counter() - started
 
     def fail(self, item: Input, failure: Failure) -> Failure:
-        """The one failure recorder: counted, an ``ingest_errors`` row, and a claimed staged document closed."""
-        self.summary.failures.append(failure)
+        """The one failure recorder: an ``ingest_errors`` row, a claimed staged document closed, and counted (only
+        once the rows are written: when the database is lost on the way, the input has no outcome yet)."""
         if self.engine is not None:
-            runs.record_error(self.engine, run_id=self.id, source=failure.source, stage=failure.stage,
-                              error=failure.error)  # fmt: skip
-            if item.claimed_raw_id is not None:
-                raw_store.close(
-                    self.engine, item.claimed_raw_id, article_id=None, error=f"{failure.stage}: {failure.error}"
-                )
+            with database_errors():
+                self._record_failure(self.engine, item, failure)
+        self.summary.failures.append(failure)
         self._outcome(item.name, "failed")
         return failure
+
+    def _record_failure(self, engine: Engine, item: Input, failure: Failure) -> None:
+        runs.record_error(engine, run_id=self.id, source=failure.source, stage=failure.stage, error=failure.error)
+        if item.claimed_raw_id is not None:
+            raw_store.close(engine, item.claimed_raw_id, article_id=None, error=f"{failure.stage}: {failure.error}")
+
+    def wait_for_database(self, lost: BaseException) -> None:
+        """After the connection was lost: return once the database answers again, or raise
+        ``DatabaseConnectionLostError`` when it has not within ``NEWSFLOW_DB_RECONNECT_SECONDS``."""
+        if self.engine is None or not wait_for_database(engine_probe(self.engine), self.backoff):
+            raise DatabaseConnectionLostError(f"the database connection was lost: {describe(lost)}") from lost
 
     def succeed(self, item: Input, outcome: str, document: Document | None = None) -> None:
         """An input that made it: loaded, replaced, unchanged or staged (with the document's counts when loaded)."""
@@ -172,6 +191,7 @@ class Run:
 
     def _outcome(self, name: str, outcome: str) -> None:
         self.summary.outcomes[outcome] += 1
+        self.settled[name] += 1
         self.on_document(name)
 
     def close(self) -> None:
@@ -182,7 +202,8 @@ class Run:
 def open_run(settings: Settings, engine: Engine, *, trigger: str, on_document: Progress | None = None) -> Iterator[Run]:
     """A new run: its row (closing runs on this host whose process died as abandoned), finished on the way out,
     as ``stopped`` with the reason when a systemic error ends it."""
-    summary = RunSummary(run_id=runs.start_run(engine, trigger=trigger))
+    backoff = Backoff(settings.db_reconnect_seconds)
+    summary = RunSummary(run_id=reconnecting(engine, backoff, lambda: runs.start_run(engine, trigger=trigger)))
     try:
         with join_run(settings, engine, summary, on_document=on_document) as run:
             yield run
@@ -196,19 +217,44 @@ def open_run(settings: Settings, engine: Engine, *, trigger: str, on_document: P
         summary.stop_reason = f"interrupted ({type(error).__name__})"
         raise
     finally:
-        _finish(engine, summary)
+        _finish(engine, summary, backoff)
 
 
-def _finish(engine: Engine, summary: RunSummary) -> None:
-    """Write the run's row, giving back the staged documents it claimed and did not finish when it stopped
-    early. A run stopped because the database went away may not be able to, and says so through its error."""
-    try:
-        if summary.stop_reason is not None:
+def _finish(engine: Engine, summary: RunSummary, backoff: Backoff) -> None:
+    """Write the run's row (waiting for a restarting database), giving back the staged documents it claimed and
+    did not finish when it stopped early. A run stopped because the database went away may not be able to, and
+    says so through its error; the next run closes its row as abandoned."""
+    if summary.stop_reason is not None:
+        with suppress(Exception):  # the error that stopped the run is the one to report
             raw_store.release(engine, summary.run_id)
-        runs.finish_run(engine, summary.run_id, summary.record())
-    except Exception:
-        if summary.stop_reason is None:
+            runs.finish_run(engine, summary.run_id, summary.record())
+        return
+    with database_errors():
+        reconnecting(engine, backoff, lambda: runs.finish_run(engine, summary.run_id, summary.record()))
+
+
+def reconnecting(engine: Engine, backoff: Backoff, work: Callable[[], T]) -> T:
+    """``work()``, done again once after the connection was lost and the database answers again."""
+    try:
+        return work()
+    except Exception as error:
+        if not is_transient(error):
             raise
+        if not wait_for_database(engine_probe(engine), backoff):
+            raise DatabaseConnectionLostError(f"the database connection was lost: {describe(error)}") from error
+    return work()
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Database errors met outside the document boundary, as the ``SystemicError`` they amount to."""
+    try:
+        yield
+    except Exception as error:
+        systemic = systemic_error(error)
+        if systemic is None or systemic is error:
+            raise
+        raise systemic from error
 
 
 def systemic_error(error: BaseException) -> SystemicError | None:
@@ -219,7 +265,7 @@ def systemic_error(error: BaseException) -> SystemicError | None:
     if full is not None:
         return full
     if is_transient(error):
-        return DatabaseUnavailableError(f"the database connection was lost: {describe(error)}")
+        return DatabaseConnectionLostError(f"the database connection was lost: {describe(error)}")
     if is_systemic(error):
         return DatabaseUnavailableError(f"the database refuses every document: {describe(error)}")
     return None

@@ -9,6 +9,7 @@ fails. The load is one transaction per batch, and the loader isolates a document
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import pipeline
 from pipeline.db import loader, raw_store
 from pipeline.db.loader import LoadFailure, LoadItem, LoadOptions, LoadResult
-from pipeline.errors import describe
+from pipeline.errors import DatabaseConnectionLostError, describe
 from pipeline.extract import extract
 from pipeline.facts.batch import Analyser
 from pipeline.ingest.boundary import failure_of, guarded, raise_if_systemic, time_budget
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from spacy.tokens import Doc
 
 EXTRACTOR = "newsflow"
+MAX_LOST_CONNECTIONS = 5  # a batch the database connection is lost under this often fails (a crashing statement?)
+LOST_TOO_OFTEN = f"the database connection was lost {MAX_LOST_CONNECTIONS} times while loading it"
 T = TypeVar("T")
 
 
@@ -46,7 +49,38 @@ class Prepared:
 
 def ingest_batch(run: Run, inputs: list[Input], *, force: bool = False) -> None:
     """Read, extract, analyse and load a batch, each document behind the boundary. With ``force`` the facts are
-    replaced even when the content is unchanged (reprocessing after an extractor upgrade)."""
+    replaced even when the content is unchanged (reprocessing after an extractor upgrade).
+
+    When the database connection is lost, the run waits for the database (``Run.wait_for_database``) and the
+    inputs without an outcome yet go again; after ``MAX_LOST_CONNECTIONS`` losses they fail with that reason."""
+    pending = list(inputs)
+    for _ in range(MAX_LOST_CONNECTIONS):
+        run.settled.clear()
+        try:
+            _ingest_once(run, pending, force=force)
+            return
+        except DatabaseConnectionLostError as error:
+            pending = unsettled(pending, run.settled)
+            if not pending:
+                return
+            run.wait_for_database(error)
+    for item in pending:
+        run.fail(item, Failure(item.name, "load", LOST_TOO_OFTEN))
+
+
+def unsettled(inputs: list[Input], settled: Counter[str]) -> list[Input]:
+    """The inputs that have no outcome yet (an input given twice is settled once for each outcome)."""
+    left = Counter(settled)
+    pending = []
+    for item in inputs:
+        if left[item.name] > 0:
+            left[item.name] -= 1
+        else:
+            pending.append(item)
+    return pending
+
+
+def _ingest_once(run: Run, inputs: list[Input], *, force: bool) -> None:
     attempts = [_prepare(run, value, skip_unchanged=not force) for value in inputs]
     prepared = [item for item in attempts if isinstance(item, Prepared)]
     with compressing([item.raw for item in prepared]):
