@@ -295,17 +295,21 @@ def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.
     (inbox / "doc.txt.meta.yaml").symlink_to(secret.parent / "meta.yaml")
     (inbox / "sub" / "real.txt").write_text(f"Inside\n\n{GOOD}")
     (inbox / "inside.txt").symlink_to(inbox / "sub" / "real.txt")  # a link that stays inside is fine
+    (inbox / "loop.txt").symlink_to(inbox / "loop.urls")  # links that lead nowhere but to each other
+    (inbox / "loop.urls").symlink_to(inbox / "loop.txt")
 
     summary = drain_inbox(inbox_settings, engine, waiting_files(inbox))
 
     assert SECRET not in stored_text(engine)
     rows = error_rows(engine)
     assert {name: stage for name, (stage, _) in rows.items()} == {"leak.txt": "inbox", "leak.urls": "inbox",
-                                                                  "doc.txt": "inbox"}  # fmt: skip
-    assert all("outside the inbox" in error for _, error in rows.values())
-    assert summary.loaded == 1 and summary.failed == 3
+                                                                  "doc.txt": "inbox", "loop.txt": "inbox",
+                                                                  "loop.urls": "inbox"}  # fmt: skip
+    assert all("outside the inbox" in rows[name][1] for name in ("leak.txt", "leak.urls", "doc.txt"))
+    assert all("cannot follow the link" in rows[name][1] for name in ("loop.txt", "loop.urls"))
+    assert summary.loaded == 1 and summary.failed == 5
     assert sorted(p.name for p in (inbox / "failed").iterdir()) == [
-        "doc.txt", "doc.txt.meta.yaml", "leak.txt", "leak.urls"]  # fmt: skip
+        "doc.txt", "doc.txt.meta.yaml", "leak.txt", "leak.urls", "loop.txt", "loop.urls"]  # fmt: skip
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["inside.txt"]
     assert secret.read_text().startswith(SECRET), "the target of a refused link is left alone"
 

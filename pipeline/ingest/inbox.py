@@ -95,14 +95,13 @@ def drain_inbox(settings: Settings, engine: Engine, files: list[Path], *, trigge
 
 def take(path: Path, max_bytes: int) -> Dropped:
     """What one waiting file amounts to, reading nothing outside the inbox and no more than ``max_bytes``."""
-    inbox = path.parent.resolve()
-    real = path.resolve()
-    refusal = _outside(path, real, inbox) or _outside(_sidecar(real), _sidecar(real).resolve(), inbox)
-    if refusal is not None:
-        return Dropped(path, refusal=refusal)
-    if path.suffix != URL_LIST_SUFFIX:
-        return Dropped(path)
     try:
+        inbox, real = _real(path.parent), _real(path)
+        refusal = _outside(path, real, inbox) or _outside(_sidecar(real), _real(_sidecar(real)), inbox)
+        if refusal is not None:
+            return Dropped(path, refusal=refusal)
+        if path.suffix != URL_LIST_SUFFIX:
+            return Dropped(path)
         return Dropped(path, lines=url_lines(read_url_list(path, max_bytes)))
     except SourceError as error:
         return Dropped(path, refusal=str(error))
@@ -169,9 +168,17 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _real(path: Path) -> Path:
+    """Where ``path`` leads, every link followed; ``SourceError`` for a loop of links."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # a loop is a RuntimeError before Python 3.13
+        raise SourceError(f"cannot follow the link {path.name}: {error}") from error
+
+
 def _outside(path: Path, real: Path, inbox: Path) -> str | None:
     """Why ``path`` (whose target is ``real``) may not be read: a link out of the inbox; None if it may."""
-    if real == inbox or real.is_relative_to(inbox):
+    if real.is_relative_to(inbox):
         return None
     return f"{path.name} is a link to {real}, outside the inbox"
 
