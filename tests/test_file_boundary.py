@@ -356,7 +356,22 @@ def read_only_parent(tmp_path: Path) -> Path:
     return tmp_path / "data" / "pgdata"
 
 
-@pytest.mark.parametrize("make", [parent_is_a_file, lock_is_a_directory, read_only_parent])
+def not_a_data_directory(tmp_path: Path) -> Path:
+    """A directory that claims to be PostgreSQL 18's but holds nothing else: the server cannot start on it."""
+    (tmp_path / "data" / "pgdata").mkdir(parents=True)
+    (tmp_path / "data" / "pgdata" / "PG_VERSION").write_text("18\n")
+    return tmp_path / "data" / "pgdata"
+
+
+def another_postgres_version(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "pgdata").mkdir(parents=True)
+    (tmp_path / "data" / "pgdata" / "PG_VERSION").write_text("17\n")
+    return tmp_path / "data" / "pgdata"
+
+
+@pytest.mark.parametrize(
+    "make", [parent_is_a_file, lock_is_a_directory, read_only_parent, not_a_data_directory, another_postgres_version]
+)
 def test_an_unusable_embedded_data_directory_says_what_to_do(tmp_path: Path, make: Callable[[Path], Path]) -> None:
     pgdata = make(tmp_path)
     with pytest.raises(DatabaseUnavailableError) as raised:
@@ -364,6 +379,16 @@ def test_an_unusable_embedded_data_directory_says_what_to_do(tmp_path: Path, mak
     message = str(raised.value)
     assert f"cannot use the embedded Postgres data directory {pgdata}" in message
     assert "NEWSFLOW_DATABASE_URL" in message and "NEWSFLOW_DATA_DIR" in message
+
+
+def test_the_message_names_the_owner_when_it_is_another_user(tmp_path: Path) -> None:
+    pgdata = lock_is_a_directory(tmp_path)
+    try:
+        os.chown(tmp_path / "data" / "pgdata.lock", 4242, 4242)
+    except PermissionError:
+        pytest.skip("only root can give a directory to another user")
+    with pytest.raises(DatabaseUnavailableError, match="owned by uid 4242"):
+        embedded_database_url(pgdata)
 
 
 def test_the_command_line_exits_3_with_the_message(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,10 @@ from pipeline.errors import DatabaseUnavailableError, disk_full
 from pipeline.settings import Settings
 
 EMBEDDED_DATABASE = "newsflow"
+WAY_OUT = (
+    "set NEWSFLOW_DATABASE_URL to a Postgres server, or NEWSFLOW_DATA_DIR to a directory you own "
+    "(the embedded data directory is NEWSFLOW_DATA_DIR/pgdata)"
+)
 
 
 def database_url(settings: Settings) -> str:
@@ -71,6 +76,8 @@ def embedded_database_url(pgdata: Path) -> str:
         raise DatabaseUnavailableError(f"waited 120 s for {lock}: another process holds it") from error
     except OSError as error:
         raise (disk_full(error) or unusable_data_directory(pgdata, error)) from error
+    except (subprocess.SubprocessError, RuntimeError) as error:  # pg_ctl failed; pgserver's own refusals
+        raise embedded_server_failed(pgdata, error) from error
     return normalise_url(server.get_uri(database=EMBEDDED_DATABASE))
 
 
@@ -79,11 +86,28 @@ def unusable_data_directory(pgdata: Path, error: OSError) -> DatabaseUnavailable
     where = Path(error.filename) if error.filename else pgdata
     owner = _owner(where)
     owned = f", owned by uid {owner}" if owner is not None and owner != os.geteuid() else ""
-    return DatabaseUnavailableError(
-        f"cannot use the embedded Postgres data directory {pgdata}: {error.strerror or error} ({where}{owned}); "
-        "set NEWSFLOW_DATABASE_URL to a Postgres server, or NEWSFLOW_DATA_DIR to a directory you own "
-        "(the embedded data directory is NEWSFLOW_DATA_DIR/pgdata)"
-    )
+    reason = f"{error.strerror or error} ({where}{owned})"
+    return DatabaseUnavailableError(f"cannot use the embedded Postgres data directory {pgdata}: {reason}; {WAY_OUT}")
+
+
+def embedded_server_failed(pgdata: Path, error: Exception) -> DatabaseUnavailableError:
+    """The error for a server that would not start on ``pgdata`` (the last line of its log says why)."""
+    if isinstance(error, subprocess.SubprocessError):
+        log = pgdata / "log"
+        reason = f"the server did not start: {_last_line(log)} (its log: {log})"
+    else:
+        reason = str(error)
+    return DatabaseUnavailableError(f"cannot use the embedded Postgres data directory {pgdata}: {reason}; {WAY_OUT}")
+
+
+def _last_line(log: Path) -> str:
+    try:
+        with log.open("rb") as stream:
+            stream.seek(max(0, log.stat().st_size - 4096))
+            lines = stream.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else "no log"
 
 
 def _owner(path: Path) -> int | None:
