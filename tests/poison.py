@@ -68,7 +68,7 @@ def corpus() -> list[Item]:
         Item("charset-meta.html", html("caf\xe9", 10, '<meta charset="undefined">').replace(b"caf\xc3\xa9", b"caf\xe9"),
              None),
         Item("charset-sidecar.txt", text("calm", 11), None, sidecar="charset: undefined\n"),
-        Item("deep-front.md", b"---\n" + DEEP_YAML.encode() + b"---\n\n" + text("calm", 12), None),
+        Item("deep-front.md", b"---\n" + DEEP_YAML.encode() + b"---\n\n" + text("calm", 12), "extract"),
         Item("deep-sidecar.txt", text("calm", 13), "read", sidecar=DEEP_YAML),
     ]  # fmt: skip
 

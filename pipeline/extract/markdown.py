@@ -7,8 +7,9 @@ import re
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from pipeline.errors import ExtractError
 from pipeline.extract.textutil import clean_inline
-from pipeline.metadata import MetadataError, MetadataTooDeepError, load_metadata
+from pipeline.metadata import MetadataError, MetadataLimitError, load_metadata
 from pipeline.models import Block, BlockKind
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
@@ -16,16 +17,18 @@ INLINE_TEXT_TYPES = {"text", "code_inline", "html_inline"}
 
 
 def split_front_matter(text: str) -> tuple[dict[str, str], str]:
-    """Front-matter metadata (string values) and the Markdown body after it."""
+    """Front-matter metadata (string values) and the Markdown body after it. Front matter over the limits of
+    YAML metadata (size, depth, aliases) is an ``ExtractError``; text between two ``---`` lines that is not a
+    YAML mapping is not front matter but a thematic break and text."""
     match = FRONT_MATTER.match(text.lstrip("\ufeff"))
     if not match:
         return {}, text
     try:
         return load_metadata(match.group("yaml")), text[match.end() :]
-    except MetadataTooDeepError:
-        return {}, text[match.end() :]  # front matter, but nothing in it is a field we could use
+    except MetadataLimitError as error:
+        raise ExtractError(f"front matter: {error}") from error
     except MetadataError:
-        return {}, text  # not front matter after all: a thematic break and text
+        return {}, text
 
 
 def markdown_blocks(body: str) -> tuple[Block, ...]:

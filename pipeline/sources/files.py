@@ -4,6 +4,10 @@ A file may carry a metadata sidecar beside it, ``NAME.meta.yaml`` (for example
 ``000_seed.txt.meta.yaml``) with any of ``title``, ``author``, ``published``,
 ``url``, ``language``. Sidecars are part of the document's identity: changing
 one changes the content hash.
+
+Only regular files are read: a FIFO, a device, a socket or a directory is refused by its type before it is
+opened (opening a FIFO blocks until a writer comes; a device never ends), and the type is checked again on
+the open file, in case the name was swapped in between. Reads are bounded whatever size the file reports.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import errno
 import gzip
 import io
 import os
+import stat
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipeline.errors import SourceError
-from pipeline.metadata import MetadataError, load_metadata
+from pipeline.metadata import MAX_METADATA_BYTES, MetadataError, load_metadata
 from pipeline.models import RawDocument, storable
 
 SIDECAR_SUFFIX = ".meta.yaml"
@@ -30,7 +35,35 @@ MEDIA_TYPES = {
     ".htm": "text/html",
 }
 MAX_FILE_BYTES = 10 * 1024 * 1024  # the same default as NEWSFLOW_FETCH_MAX_BYTES
-MAX_SIDECAR_BYTES = 64 * 1024
+MAX_SIDECAR_BYTES = MAX_METADATA_BYTES
+SPECIAL_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+class NotRegularFileError(SourceError):
+    """A name that is a FIFO, a device, a socket or a directory, where a file was expected."""
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of a regular file (following links); ``NotRegularFileError`` for
+    anything else, which is never opened. ``OSError`` as the system raises it."""
+    _require_regular(path, os.stat(path).st_mode)
+    descriptor = os.open(path, OPEN_FLAGS)  # non-blocking: a FIFO swapped in after the stat does not hang
+    with os.fdopen(descriptor, "rb") as stream:
+        _require_regular(path, os.fstat(descriptor).st_mode)
+        return stream.read(max_bytes + 1)
+
+
+def _require_regular(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = SPECIAL_FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise NotRegularFileError(f"{path.name} is {kind}, not a regular file")
 
 
 def is_url(value: str) -> bool:
@@ -67,9 +100,12 @@ def is_document_path(path: Path) -> bool:
     if path.name.startswith(".") or media_type_for(path) is None:
         return False
     try:
-        return path.is_file()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return False  # a broken link
     except OSError:
         return True  # a name the system cannot even stat: reading it will say why
+    return not stat.S_ISDIR(mode)  # a FIFO or a device with a document's name is listed, and refused when read
 
 
 def media_type_for(path: Path) -> str | None:
@@ -90,8 +126,7 @@ def read_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
         size = path.stat().st_size
         if size > max_bytes:
             raise SourceError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-        with path.open("rb") as stream:
-            body = stream.read(max_bytes + 1)  # the size may lie (a device, a growing file)
+        body = read_regular(path, max_bytes)  # the size may lie (a growing file)
         if len(body) > max_bytes:
             raise SourceError(f"file is over the {max_bytes:,}-byte limit")
     except OSError as error:
@@ -120,13 +155,12 @@ def read_sidecar(path: Path) -> Mapping[str, str]:
     """The metadata beside a document (beside the real file, when ``path`` is a link), at most 64 KiB."""
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     try:
-        if not sidecar.is_file():
-            return {}
-        with sidecar.open("rb") as stream:
-            data = stream.read(MAX_SIDECAR_BYTES + 1)  # the size a /proc file or a device reports may lie
+        data = read_regular(sidecar, MAX_SIDECAR_BYTES)  # the size a /proc file reports may lie
+    except NotRegularFileError as error:
+        raise SourceError(f"metadata sidecar {error}") from error
     except OSError as error:
-        if error.errno == errno.ENAMETOOLONG:
-            return {}  # no sidecar can have that name
+        if error.errno in (errno.ENAMETOOLONG, errno.ENOENT):
+            return {}  # no sidecar (none can have that name)
         raise SourceError(f"cannot read metadata sidecar {sidecar.name}: {error.strerror or error}") from error
     if len(data) > MAX_SIDECAR_BYTES:
         raise SourceError(f"metadata sidecar {sidecar.name} is over the {MAX_SIDECAR_BYTES:,}-byte limit")

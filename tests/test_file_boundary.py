@@ -1,0 +1,403 @@
+"""The file-system boundary: YAML metadata, the inbox, special files and the embedded server's directory.
+
+Each test is built from the worst input of its class: YAML aliases that expand a 64 KiB file a thousandfold,
+links and URL lists that point out of the inbox, FIFOs that block whoever opens them, a data directory the
+user cannot write to.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pytest_httpserver import HTTPServer
+
+from pipeline.db.engine import embedded_database_url
+from pipeline.errors import DatabaseUnavailableError, ExtractError, SourceError
+from pipeline.extract.markdown import split_front_matter
+from pipeline.ingest.inbox import drain_inbox, waiting_files
+from pipeline.metadata import MAX_ALIASES, MAX_DEPTH, MAX_METADATA_BYTES, MetadataError, load_metadata
+from pipeline.settings import Settings
+from pipeline.sources.files import expand_inputs, read_file
+
+from . import poison
+from .conftest import ROOT
+
+GOOD = poison.GOOD_TEXT
+SECRET = "SECRET-OUTSIDE-THE-INBOX"
+NEWSFLOW = str(Path(sys.executable).parent / "newsflow")
+
+
+def alias_list(scalar_bytes: int, aliases: int) -> str:
+    """One long anchored scalar, then a list that names it ``aliases`` times (joined into one title today)."""
+    return f"a: &a {'x' * scalar_bytes}\ntitle: [{', '.join(['*a'] * aliases)}]\n"
+
+
+def alias_fields(scalar_bytes: int, aliases: int) -> str:
+    """One long anchored scalar, then as many fields that are each an alias of it."""
+    return f"a: &a {'x' * scalar_bytes}\n" + "".join(f"k{n}: *a\n" for n in range(aliases))
+
+
+def alias_keys(scalar_bytes: int, aliases: int) -> str:
+    """Fields whose key is the alias, each in a one-field flow mapping inside a list (a list of mappings)."""
+    return f"&a {'x' * scalar_bytes}: 1\nt: [" + ", ".join(f"{{*a : {n}}}" for n in range(aliases)) + "]\n"
+
+
+# --- YAML metadata: a size cap, a depth cap, an alias budget --------------------------------------------------
+
+
+@pytest.mark.parametrize("bomb", [alias_list, alias_fields, alias_keys])
+def test_yaml_aliases_beyond_the_budget_are_refused(bomb: Callable[[int, int], str]) -> None:
+    text = bomb(1_000, 5_000)  # ~25 KiB of YAML; 5 MB of values when expanded
+    assert len(text.encode()) < MAX_METADATA_BYTES
+    with pytest.raises(MetadataError, match="alias"):
+        load_metadata(text)
+
+
+def test_yaml_aliases_within_the_budget_still_load() -> None:
+    text = "me: &me Jane Doe\nauthor: *me\neditors: [*me, Ann]\nbase: &b {x: 1}\n<<: *b\ntitle: Hello\n"
+    assert load_metadata(text) == {"me": "Jane Doe", "author": "Jane Doe", "editors": "Jane Doe, Ann",
+                                   "title": "Hello"}  # fmt: skip
+    load_metadata(alias_list(10, MAX_ALIASES))
+
+
+def test_yaml_nested_beyond_the_depth_cap_is_refused() -> None:
+    for depth in (MAX_DEPTH + 1, 5_000):
+        with pytest.raises(MetadataError, match="nested deeper"):
+            load_metadata("title: " + "[" * depth + "]" * depth + "\n")
+    assert load_metadata("title: x\nextra: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)) == {"title": "x"}
+
+
+def test_yaml_over_the_size_cap_is_refused() -> None:
+    with pytest.raises(MetadataError, match="limit"):
+        load_metadata("title: " + "x" * MAX_METADATA_BYTES + "\n")
+
+
+@pytest.mark.parametrize(
+    "front",
+    [alias_list(1_000, 5_000), "title: " + "x" * (2 * MAX_METADATA_BYTES), "t: " + "[" * 5_000 + "]" * 5_000],
+    ids=["aliases", "size", "depth"],
+)
+def test_bad_front_matter_is_an_extract_error(front: str) -> None:
+    with pytest.raises(ExtractError, match="front matter"):
+        split_front_matter(f"---\n{front}\n---\n\n{GOOD}")
+
+
+def test_front_matter_that_is_not_yaml_is_text() -> None:
+    meta, body = split_front_matter("---\nJust a thematic break: [ and text\n---\n\nMore text.\n")
+    assert meta == {} and body.startswith("---")
+
+
+CHILD = """
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+from pipeline.extract.dispatch import extract
+from pipeline.sources.files import read_file
+outcomes = []
+for path in sys.argv[1:]:
+    try:
+        document = extract(read_file(Path(path)))
+        outcomes.append(f"loaded title of {len(document.title or '')} characters")
+    except Exception as error:
+        outcomes.append(f"{type(error).__name__}: {str(error)[:80]}")
+print("|".join(outcomes))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def worst_alias_bomb() -> str:
+    """The largest expansion that fits 64 KiB: a 32 KiB scalar named 8,000 times (256 MB as a joined title)."""
+    scalar = 32 * 1024
+    return alias_list(scalar, (MAX_METADATA_BYTES - scalar - 64) // 4)
+
+
+def test_a_64_kib_alias_bomb_costs_no_memory(tmp_path: Path) -> None:
+    bomb = worst_alias_bomb()
+    (tmp_path / "side.txt").write_text(GOOD)
+    (tmp_path / "side.txt.meta.yaml").write_text(bomb)
+    (tmp_path / "front.md").write_text(f"---\n{bomb}---\n\n{GOOD}")
+    baseline = _child(tmp_path, [])
+    result = _child(tmp_path, [str(tmp_path / "side.txt"), str(tmp_path / "front.md")])
+    side, front = result.stdout.splitlines()[0].split("|")
+    assert side.startswith("SourceError: unreadable metadata sidecar") and "alias" in side
+    assert front.startswith("ExtractError: front matter") and "alias" in front
+    extra_mib = int(result.stdout.splitlines()[1]) - int(baseline.stdout.splitlines()[1])
+    assert extra_mib < 50, f"{extra_mib} MiB more than reading nothing"
+
+
+def _child(tmp_path: Path, paths: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", CHILD, *paths], capture_output=True, text=True, timeout=300,
+                            env=env, cwd=tmp_path, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+# --- special files: refused by their type, never opened -------------------------------------------------------
+
+
+def read_with_deadline(path: Path, seconds: float = 10) -> BaseException | None:
+    """``read_file(path)`` in a thread; the error it raised. A reader blocked in ``open`` is freed and fails."""
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_file(path)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # the reader's open returns: let it go
+        thread.join(10)
+        pytest.fail(f"reading {path.name} blocked for {seconds} s")
+    return outcome[0]
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")
+    error = read_with_deadline(tmp_path / "pipe.txt")
+    assert isinstance(error, SourceError) and "is a FIFO, not a regular file" in str(error)
+
+
+def test_a_link_to_a_device_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    error = read_with_deadline(tmp_path / "zero.txt")
+    assert isinstance(error, SourceError) and "is a character device, not a regular file" in str(error)
+
+
+def test_a_sidecar_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "doc.txt").write_text(GOOD)
+    os.mkfifo(tmp_path / "doc.txt.meta.yaml")
+    error = read_with_deadline(tmp_path / "doc.txt")
+    assert isinstance(error, SourceError) and "doc.txt.meta.yaml is a FIFO" in str(error)
+
+
+def test_special_files_in_a_directory_are_listed_to_be_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(GOOD)
+    os.mkfifo(tmp_path / "b.txt")
+    os.mkfifo(tmp_path / "c.bin")  # not a document name: not a document
+    assert list(expand_inputs([str(tmp_path)])) == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+
+
+@pytest.mark.postgres
+def test_an_explicit_fifo_is_an_error_row_not_a_hang(tmp_path: Path, migrated_url: str, engine: sa.Engine) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "good.txt").write_text(GOOD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NEWSFLOW_DATABASE_URL": migrated_url}
+    result = subprocess.run([NEWSFLOW, "ingest", str(tmp_path / "pipe.txt"), str(tmp_path / "good.txt")],
+                            capture_output=True, text=True, timeout=240, env=env, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source, stage, error FROM ingest_errors")).all()
+        articles = conn.scalar(sa.text("SELECT count(*) FROM articles"))
+    assert [(row.stage, row.error) for row in rows] == [("read", "pipe.txt is a FIFO, not a regular file")]
+    assert articles == 1
+
+
+# --- the inbox: URL lists hold URLs, nothing outside the inbox is read ----------------------------------------
+
+
+@pytest.fixture
+def inbox_settings(db_settings: Settings) -> Settings:
+    return replace(db_settings, allow_private_hosts=True, fetch_host_interval=0, fetch_attempts=1)
+
+
+@pytest.fixture
+def site(httpserver: HTTPServer) -> HTTPServer:
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    page = f"<html><head><title>Page</title></head><body><article><h1>Page</h1><p>{GOOD}</p></article></body></html>"
+    httpserver.expect_request("/good").respond_with_data(page, content_type="text/html")
+    httpserver.expect_request("/gone").respond_with_data("gone", status=404)
+    return httpserver
+
+
+def outside_secret(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text(f"{SECRET}\n\n{GOOD}")
+    return secret
+
+
+def stored_text(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        articles = conn.execute(sa.text("SELECT concat_ws(' ', source, title, text) FROM articles")).scalars()
+        raws = conn.execute(sa.text("SELECT concat_ws(' ', source, metadata::text) FROM raw_documents")).scalars()
+        return " ".join([*articles, *raws])
+
+
+def error_rows(engine: sa.Engine) -> dict[str, tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source, stage, error FROM ingest_errors")).all()
+    return {row.source.rsplit("/", 1)[-1]: (row.stage, row.error) for row in rows}
+
+
+@pytest.mark.postgres
+def test_a_url_list_holds_urls_only_and_keeps_each_lines_result(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    secret = outside_secret(tmp_path)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    lines = [site.url_for("/good"), str(secret), f"file://{secret}", "# a comment", "", "ftp://example.org/x",
+             site.url_for("/gone"), "http://", "../outside/secret.txt"]  # fmt: skip
+    (inbox / "list.urls").write_text("\n".join(lines) + "\n")
+
+    summary = drain_inbox(inbox_settings, engine, waiting_files(inbox))
+
+    assert SECRET not in stored_text(engine)
+    assert summary.loaded == 1 and summary.failed == 6
+    rows = error_rows(engine)
+    for number in (2, 3, 6, 8, 9):
+        assert rows[f"list.urls:{number}"][0] == "inbox" and "not an http(s) URL" in rows[f"list.urls:{number}"][1]
+    assert rows["gone"][0] == "fetch"
+    assert (inbox / "processed" / "list.urls").read_text() == site.url_for("/good") + "\n"
+    failed = (inbox / "failed" / "list.urls").read_text().splitlines()
+    assert [line for line in failed if not line.startswith("#")] == [lines[1], lines[2], lines[5], lines[6],
+                                                                      lines[7], lines[8]]  # fmt: skip
+    assert failed[0].startswith("# line 2: not an http(s) URL") and "404" in failed[failed.index(lines[6]) - 1]
+    assert not (inbox / "list.urls").exists()
+
+
+@pytest.mark.postgres
+def test_a_url_list_that_all_worked_is_processed_as_dropped(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "ok.urls").write_text(f"# morning\n{site.url_for('/good')}\n")
+    assert drain_inbox(inbox_settings, engine, waiting_files(inbox)).loaded == 1
+    assert (inbox / "processed" / "ok.urls").read_text() == f"# morning\n{site.url_for('/good')}\n"
+    assert not (inbox / "failed").exists()
+
+
+@pytest.mark.postgres
+def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    secret = outside_secret(tmp_path)
+    (secret.parent / "list.urls").write_text("http://127.0.0.1:9/\n")
+    (secret.parent / "meta.yaml").write_text(f"title: {SECRET}\n")
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "leak.txt").symlink_to(secret)
+    (inbox / "leak.urls").symlink_to(secret.parent / "list.urls")
+    (inbox / "doc.txt").write_text(GOOD)
+    (inbox / "doc.txt.meta.yaml").symlink_to(secret.parent / "meta.yaml")
+    (inbox / "sub" / "real.txt").write_text(f"Inside\n\n{GOOD}")
+    (inbox / "inside.txt").symlink_to(inbox / "sub" / "real.txt")  # a link that stays inside is fine
+    (inbox / "loop.txt").symlink_to(inbox / "loop.urls")  # links that lead nowhere but to each other
+    (inbox / "loop.urls").symlink_to(inbox / "loop.txt")
+
+    summary = drain_inbox(inbox_settings, engine, waiting_files(inbox))
+
+    assert SECRET not in stored_text(engine)
+    rows = error_rows(engine)
+    assert {name: stage for name, (stage, _) in rows.items()} == {"leak.txt": "inbox", "leak.urls": "inbox",
+                                                                  "doc.txt": "inbox", "loop.txt": "inbox",
+                                                                  "loop.urls": "inbox"}  # fmt: skip
+    assert all("outside the inbox" in rows[name][1] for name in ("leak.txt", "leak.urls", "doc.txt"))
+    assert all("cannot follow the link" in rows[name][1] for name in ("loop.txt", "loop.urls"))
+    assert summary.loaded == 1 and summary.failed == 5
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == [
+        "doc.txt", "doc.txt.meta.yaml", "leak.txt", "leak.urls", "loop.txt", "loop.urls"]  # fmt: skip
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["inside.txt"]
+    assert secret.read_text().startswith(SECRET), "the target of a refused link is left alone"
+
+
+@pytest.mark.postgres
+def test_a_fifo_in_the_inbox_is_refused_and_filed(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    os.mkfifo(inbox / "pipe.txt")
+    os.mkfifo(inbox / "pipe.urls")
+    (inbox / "good.txt").write_text(GOOD)
+    files = waiting_files(inbox)
+    assert [p.name for p in files] == ["good.txt", "pipe.txt", "pipe.urls"]
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(drain_inbox(inbox_settings, engine, files)), daemon=True)
+    thread.start()
+    thread.join(120)
+    if thread.is_alive():
+        for name in ("pipe.txt", "pipe.urls"):
+            os.close(os.open(inbox / name, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("the drain blocked on a FIFO")
+    rows = error_rows(engine)
+    assert "is a FIFO, not a regular file" in rows["pipe.txt"][1] and "is a FIFO" in rows["pipe.urls"][1]
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["pipe.txt", "pipe.urls"]
+
+
+# --- the embedded server's data directory ---------------------------------------------------------------------
+
+
+def parent_is_a_file(tmp_path: Path) -> Path:
+    (tmp_path / "data").write_text("a file where the data directory should be")
+    return tmp_path / "data" / "pgdata"
+
+
+def lock_is_a_directory(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "pgdata.lock").mkdir(parents=True)
+    return tmp_path / "data" / "pgdata"
+
+
+def read_only_parent(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        pytest.skip("root is not denied by file modes (the other two cases cover the message)")
+    (tmp_path / "data").mkdir(mode=0o500)
+    return tmp_path / "data" / "pgdata"
+
+
+def not_a_data_directory(tmp_path: Path) -> Path:
+    """A directory that claims to be PostgreSQL 18's but holds nothing else: the server cannot start on it."""
+    (tmp_path / "data" / "pgdata").mkdir(parents=True)
+    (tmp_path / "data" / "pgdata" / "PG_VERSION").write_text("18\n")
+    return tmp_path / "data" / "pgdata"
+
+
+def another_postgres_version(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "pgdata").mkdir(parents=True)
+    (tmp_path / "data" / "pgdata" / "PG_VERSION").write_text("17\n")
+    return tmp_path / "data" / "pgdata"
+
+
+@pytest.mark.parametrize(
+    "make", [parent_is_a_file, lock_is_a_directory, read_only_parent, not_a_data_directory, another_postgres_version]
+)
+def test_an_unusable_embedded_data_directory_says_what_to_do(tmp_path: Path, make: Callable[[Path], Path]) -> None:
+    pgdata = make(tmp_path)
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        embedded_database_url(pgdata)
+    message = str(raised.value)
+    assert f"cannot use the embedded Postgres data directory {pgdata}" in message
+    assert "NEWSFLOW_DATABASE_URL" in message and "NEWSFLOW_DATA_DIR" in message
+
+
+def test_the_message_names_the_owner_when_it_is_another_user(tmp_path: Path) -> None:
+    pgdata = lock_is_a_directory(tmp_path)
+    try:
+        os.chown(tmp_path / "data" / "pgdata.lock", 4242, 4242)
+    except PermissionError:
+        pytest.skip("only root can give a directory to another user")
+    with pytest.raises(DatabaseUnavailableError, match="owned by uid 4242"):
+        embedded_database_url(pgdata)
+
+
+def test_the_command_line_exits_3_with_the_message(tmp_path: Path) -> None:
+    pgdata = parent_is_a_file(tmp_path)
+    (tmp_path / "doc.txt").write_text(GOOD)
+    env = {key: value for key, value in os.environ.items() if key != "NEWSFLOW_DATABASE_URL"}
+    env |= {"PYTHONPATH": str(ROOT), "NEWSFLOW_DATA_DIR": str(pgdata.parent)}
+    result = subprocess.run([NEWSFLOW, "ingest", str(tmp_path / "doc.txt")], capture_output=True, text=True,
+                            timeout=120, env=env, check=False)  # fmt: skip
+    assert result.returncode == 3, result.stdout + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "NEWSFLOW_DATABASE_URL" in " ".join((result.stdout + result.stderr).split())
