@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from pipeline.db.engine import create_engine
 from pipeline.db.migrations import apply_migrations, pending_migrations
 from pipeline.ingest import ingest
 from pipeline.settings import Settings
 
-from .conftest import SEED, table_digest
+from .conftest import SEED, MakeDatabase, table_digest
 
 pytestmark = pytest.mark.postgres
 VIEWS = ["v_sections", "v_quotes", "v_entity_mentions", "v_dates", "v_quantities", "v_claims"]
@@ -163,3 +165,26 @@ def test_a_facts_failure_is_recorded_and_the_batch_goes_on(
     summary = ingest(db_settings, engine, [str(tmp_path / "trip.txt"), str(copy_seed(tmp_path))])
     assert (summary.loaded, summary.failed) == (1, 1)
     assert summary.failures[0].stage == "facts" and "rule tripped" in summary.failures[0].error
+
+
+def test_an_entitys_name_does_not_depend_on_the_order_articles_arrive_in(
+    make_database: MakeDatabase, settings: Settings, tmp_path: Path
+) -> None:
+    """Two spellings of one entity (the same key): whichever article comes first, the stored name is the same
+    (a retried batch, or another worker's, may land in either order)."""
+    spellings = {"a.txt": "Marta Kowalczyk", "b.txt": "MÁRTA KOWALCZYK", "c.txt": "Márta Kowalczyk"}
+    for name, spelling in spellings.items():
+        (tmp_path / name).write_text(
+            f"Port reopens\n\n{spelling}, the mayor of Gdansk, said on Monday that the port would reopen. "
+            f"{spelling} added that ferries would run again within a week.\n",
+            encoding="utf-8",
+        )
+    names = []
+    for order in (["a.txt", "b.txt", "c.txt"], ["c.txt", "b.txt", "a.txt"], ["b.txt", "c.txt", "a.txt"]):
+        url = make_database()
+        engine = create_engine(url)
+        ingest(replace(settings, database_url=url), engine, [str(tmp_path / name) for name in order])
+        with engine.connect() as conn:
+            names.append(conn.execute(sa.text("SELECT name FROM entities WHERE key = 'marta kowalczyk'")).scalar())
+        engine.dispose()
+    assert names == ["Marta Kowalczyk"] * 3

@@ -16,6 +16,7 @@ is retried (``tenacity``); a database that stays unreachable raises.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -131,6 +132,15 @@ def _article_values(item: LoadItem, raw_ids: Mapping[tuple[str, str], int], opti
         "ingest_run_id": options.run_id,
     }
 
+
+ASCII_LOWER = re.compile("[a-z]")
+# Only rows whose name changes are touched (and locked): a better spelling arriving is rare.
+RENAME_TO_PREFERRED = """
+UPDATE entities AS e SET name = w.name
+FROM unnest(CAST(:keys AS text[]), CAST(:types AS text[]), CAST(:names AS text[])) AS w (key, type, name)
+WHERE e.key = w.key AND e.type = w.type AND e.name <> w.name
+  AND ((w.name COLLATE "C") !~ '[a-z]', w.name COLLATE "C") < ((e.name COLLATE "C") !~ '[a-z]', e.name COLLATE "C")
+"""
 
 INSERT_ARTICLES = (
     f"INSERT INTO articles ({', '.join(ARTICLE_COLUMNS)}) VALUES %s "
@@ -271,23 +281,40 @@ def _insert_sections(conn: Connection, documents: list[tuple[int, Document]]) ->
 
 
 def _upsert_entities(conn: Connection, documents: list[Document]) -> dict[tuple[str, str], int]:
-    """Entity ids by (key, type). New ones are inserted in key order, so concurrent loads lock in one order."""
-    wanted = sorted({(name_key(e.name), e.type): e.name for d in documents for e in d.facts.entities}.items())
+    """Entity ids by (key, type). New ones are inserted in key order, so concurrent loads lock in one order.
+    An entity's name is its preferred spelling among all ever loaded (``preferred_spelling``), so it does not
+    depend on the order articles arrive in (two workers, a retried batch)."""
+    wanted = _spellings(documents)
     if not wanted:
         return {}
-    insert_values(
-        conn,
-        "INSERT INTO entities (key, type, name) VALUES %s ON CONFLICT (key, type) DO NOTHING",
-        [(key, kind, name) for (key, kind), name in wanted],
-    )
+    rows = [(key, kind, name) for (key, kind), name in wanted]
+    insert_values(conn, "INSERT INTO entities (key, type, name) VALUES %s ON CONFLICT (key, type) DO NOTHING", rows)
+    keys = {"keys": [row[0] for row in rows], "types": [row[1] for row in rows], "names": [row[2] for row in rows]}
+    conn.execute(sa.text(RENAME_TO_PREFERRED), keys)
     found = conn.execute(
         sa.text(
             "SELECT e.key, e.type, e.id FROM entities e JOIN unnest(CAST(:keys AS text[]), CAST(:types AS text[])) "
             "AS w (key, type) ON e.key = w.key AND e.type = w.type"
         ),
-        {"keys": [key for (key, _), _ in wanted], "types": [kind for (_, kind), _ in wanted]},
+        keys,
     ).all()
     return {(key, kind): int(ident) for key, kind, ident in found}
+
+
+def _spellings(documents: list[Document]) -> list[tuple[tuple[str, str], str]]:
+    """The preferred spelling of each (key, type) in these documents, in key order."""
+    best: dict[tuple[str, str], str] = {}
+    for entity in (e for d in documents for e in d.facts.entities):
+        slot = (name_key(entity.name), entity.type)
+        if slot not in best or preferred_spelling(entity.name) < preferred_spelling(best[slot]):
+            best[slot] = entity.name
+    return sorted(best.items())
+
+
+def preferred_spelling(name: str) -> tuple[bool, str]:
+    """Sort key of an entity's spellings, the preferred first: not in capitals, then by code point (the same
+    order as ``RENAME_TO_PREFERRED`` in SQL)."""
+    return (ASCII_LOWER.search(name) is None, name)
 
 
 @dataclass(frozen=True)
