@@ -114,6 +114,16 @@ def test_feed_list_formats(tmp_path: Path) -> None:
         read_feed_list(bad)
 
 
+def test_a_feed_list_of_yaml_aliases_is_refused_not_expanded(tmp_path: Path) -> None:
+    """A billion laughs in the operator's feed list: refused before anything is expanded."""
+    lines = ["a: &a [" + ", ".join(["https://x.example/rss"] * 10) + "]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8)]
+    bomb = tmp_path / "feeds.yaml"
+    bomb.write_text("\n".join(lines) + "\nfeeds: *i\n", encoding="utf-8")
+    with pytest.raises(FeedListError, match="aliases"):
+        read_feed_list(bomb)
+
+
 def test_a_feed_of_ten_thousand_entries_is_taken_a_poll_at_a_time(
     site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
 ) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import feedparser
 import yaml
 
+from pipeline.metadata import BoundedLoader, MetadataError
 from pipeline.models import FeedEntry, FeedPoll, RawDocument, SkippedEntry
 from pipeline.sources.http import FEED_TYPES, HTML_TYPES, Fetcher
 from pipeline.sources.pages import is_well_formed_url, normalise_url
@@ -55,7 +56,9 @@ def _line_urls(text: str) -> list[str]:
 
 def _yaml_urls(text: str) -> list[str]:
     try:
-        loaded: Any = yaml.safe_load(text)
+        loaded: Any = yaml.load(text, Loader=BoundedLoader)  # aliases and depth bounded, scalars kept as strings
+    except MetadataError as error:
+        raise FeedListError(f"the feed list is refused: {error}") from error
     except yaml.YAMLError as error:
         raise FeedListError(f"the feed list is not valid YAML: {error}") from error
     if isinstance(loaded, dict):
