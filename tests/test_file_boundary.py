@@ -31,7 +31,7 @@ from . import poison
 from .conftest import ROOT
 
 GOOD = poison.GOOD_TEXT
-SECRET = "SECRET-OUTSIDE-THE-INBOX"
+OUTSIDE_TEXT = "OUTSIDE_TEXT-OUTSIDE-THE-INBOX"
 NEWSFLOW = str(Path(sys.executable).parent / "newsflow")
 
 
@@ -226,7 +226,7 @@ def site(httpserver: HTTPServer) -> HTTPServer:
 def outside_secret(tmp_path: Path) -> Path:
     secret = tmp_path / "outside" / "secret.txt"
     secret.parent.mkdir()
-    secret.write_text(f"{SECRET}\n\n{GOOD}")
+    secret.write_text(f"{OUTSIDE_TEXT}\n\n{GOOD}")
     return secret
 
 
@@ -256,7 +256,7 @@ def test_a_url_list_holds_urls_only_and_keeps_each_lines_result(
 
     summary = drain_inbox(inbox_settings, engine, waiting_files(inbox))
 
-    assert SECRET not in stored_text(engine)
+    assert OUTSIDE_TEXT not in stored_text(engine)
     assert summary.loaded == 1 and summary.failed == 6
     rows = error_rows(engine)
     for number in (2, 3, 6, 8, 9):
@@ -286,7 +286,7 @@ def test_a_url_list_that_all_worked_is_processed_as_dropped(
 def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
     secret = outside_secret(tmp_path)
     (secret.parent / "list.urls").write_text("http://127.0.0.1:9/\n")
-    (secret.parent / "meta.yaml").write_text(f"title: {SECRET}\n")
+    (secret.parent / "meta.yaml").write_text(f"title: {OUTSIDE_TEXT}\n")
     inbox = tmp_path / "inbox"
     (inbox / "sub").mkdir(parents=True)
     (inbox / "leak.txt").symlink_to(secret)
@@ -300,7 +300,7 @@ def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.
 
     summary = drain_inbox(inbox_settings, engine, waiting_files(inbox))
 
-    assert SECRET not in stored_text(engine)
+    assert OUTSIDE_TEXT not in stored_text(engine)
     rows = error_rows(engine)
     assert {name: stage for name, (stage, _) in rows.items()} == {"leak.txt": "inbox", "leak.urls": "inbox",
                                                                   "doc.txt": "inbox", "loop.txt": "inbox",
@@ -311,7 +311,7 @@ def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.
     assert sorted(p.name for p in (inbox / "failed").iterdir()) == [
         "doc.txt", "doc.txt.meta.yaml", "leak.txt", "leak.urls", "loop.txt", "loop.urls"]  # fmt: skip
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["inside.txt"]
-    assert secret.read_text().startswith(SECRET), "the target of a refused link is left alone"
+    assert secret.read_text().startswith(OUTSIDE_TEXT), "the target of a refused link is left alone"
 
 
 @pytest.mark.postgres
