@@ -253,3 +253,70 @@ if __name__ == "__main__":
     import sys
 
     print(json.dumps(measured_fetch(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))))
+
+
+def chunked(parts: list[bytes], pause: float, headers: dict[str, str] | None = None) -> Behaviour:
+    """A chunked body sent as ``parts``, ``pause`` seconds apart, so the client reads them one by one."""
+    fields = {"Content-Type": "text/html", "Transfer-Encoding": "chunked", "Connection": "close", **(headers or {})}
+
+    def behave(connection: socket.socket) -> None:
+        connection.sendall(head(200, fields))
+        for part in parts:
+            connection.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+            time.sleep(pause)
+        connection.sendall(b"0\r\n\r\n")
+
+    return behave
+
+
+def delayed(seconds: float, behaviour: Behaviour) -> Behaviour:
+    """``behaviour`` after ``seconds`` of silence."""
+
+    def behave(connection: socket.socket) -> None:
+        time.sleep(seconds)
+        behaviour(connection)
+
+    return behave
+
+
+def endless_after(body: bytes, content_encoding: str) -> Behaviour:
+    """A complete encoded body, then zeros for ever (no length): a client must stop where the coding ends."""
+
+    def behave(connection: socket.socket) -> None:
+        fields = {"Content-Type": "text/html", "Content-Encoding": content_encoding, "Connection": "close"}
+        connection.sendall(head(200, fields) + body + ZEROS[:4096])
+        while True:
+            connection.sendall(ZEROS)
+            time.sleep(0.01)
+
+    return behave
+
+
+def empty_members_in_br(count: int) -> bytes:
+    """``count`` empty gzip members (20 bytes each, nothing inside), the lot compressed by brotli: a few hundred
+    bytes that make no output at all, only work."""
+    member = gzip.compress(b"", mtime=0)
+    compressor = brotli.Compressor(quality=5)
+    batch = member * 52428
+    parts = [compressor.process(batch) for _ in range(max(1, count // 52428))]
+    return b"".join(parts) + compressor.finish()
+
+
+@contextmanager
+def blackhole() -> Iterator[int]:
+    """A port on 127.0.0.1 whose accept queue is full, so a connect waits until it times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

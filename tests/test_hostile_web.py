@@ -4,21 +4,28 @@ any body is read."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import brotli
 import pytest
 import sqlalchemy as sa
 
 from pipeline.errors import FetchDeferredError
 from pipeline.ingest import ingest
 from pipeline.settings import Settings
+from pipeline.sources import decoding
 from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
 
 from . import hostile
@@ -245,3 +252,182 @@ def test_the_child_process_measures_this_checkout() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONSAFEPATH": ""})  # fmt: skip
     assert Path(done.stdout).resolve().is_relative_to(ROOT)
+
+
+# Found by red-teaming the first version of this client.
+
+
+def test_work_that_decodes_to_nothing_is_bounded(server: HostileServer) -> None:
+    """Empty gzip members inside brotli: 418 bytes of input, no output, and (before) 43 s of work."""
+    server.route("/empty", respond(200, hostile.empty_members_in_br(256 * 52428), {"Content-Encoding": "gzip, br"}))
+    outcome = fetch_in_child(server.url("/empty"), deadline=3.0)
+    assert float(outcome["seconds"]) < 3.0 + 1.0, outcome  # type: ignore[arg-type]
+    assert "more than 1,000 gzip members" in str(outcome["error"])
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [("deflate", zlib.compress(PAGE)), ("gzip", gzip.compress(PAGE))],
+)
+def test_what_follows_the_end_of_a_coding_is_not_read(server: HostileServer, coding: str, body: bytes) -> None:
+    server.route("/tail", hostile.endless_after(body, coding))
+    started = time.monotonic()
+    with Fetcher(POLICY) as fetcher:
+        assert fetcher.get(server.url("/tail")).body == PAGE
+    assert time.monotonic() - started < 1.0
+
+
+def test_bytes_after_a_brotli_stream_are_a_clear_error_at_once(server: HostileServer) -> None:
+    """brotli's decoder cannot say where its stream ended within a chunk: what follows it there is an error."""
+    server.route("/tail", hostile.endless_after(brotli.compress(PAGE), "br"))
+    started = time.monotonic()
+    with Fetcher(POLICY) as fetcher, pytest.raises(FetchError, match="cannot decode the br body"):
+        fetcher.get(server.url("/tail"))
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_host_with_many_dead_addresses_ends_by_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each address used to get the whole connect timeout (4 addresses: 12 s for a 3 s deadline)."""
+    with hostile.blackhole() as port:
+        answer = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))] * 4
+        real = socket.getaddrinfo
+        monkeypatch.setattr(
+            socket, "getaddrinfo", lambda host, *a, **k: answer if host == "dead.test" else real(host, *a, **k)
+        )
+        started = time.monotonic()
+        with (
+            Fetcher(replace(POLICY, respect_robots=False, attempts=1)) as fetcher,
+            pytest.raises(FetchError, match="timed out"),
+        ):
+            fetcher.get(f"http://dead.test:{port}/")
+        assert time.monotonic() - started < POLICY.deadline + 1.0
+
+
+def test_waiting_for_a_turn_at_a_host_ends_by_the_deadline(server: HostileServer) -> None:
+    server.route("/page", respond(200, PAGE))
+    policy = replace(POLICY, respect_robots=False, host_interval=5.0)
+    with Fetcher(policy) as fetcher:
+        assert fetcher.get(server.url("/page")).body == PAGE
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="timed out: over the 3 s total deadline \\(waiting for a turn"):
+            fetcher.get(server.url("/page"))
+    assert time.monotonic() - started < 1.0  # the next turn is after the deadline: no point in waiting
+
+
+def test_threads_sharing_a_fetcher_each_keep_their_deadline(server: HostileServer) -> None:
+    server.route("/page", respond(200, PAGE))
+    policy = replace(POLICY, respect_robots=False, host_interval=1.0)
+    seconds: list[float] = []
+
+    def fetch(fetcher: Fetcher) -> None:
+        started = time.monotonic()
+        with contextlib.suppress(FetchError):
+            fetcher.get(server.url("/page"))
+        seconds.append(time.monotonic() - started)
+
+    with Fetcher(policy) as fetcher:
+        threads = [threading.Thread(target=fetch, args=(fetcher,)) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert max(seconds) < policy.deadline + 1.0, seconds
+
+
+def test_a_robots_txt_timed_out_in_another_fetchs_leftover_time_is_asked_again() -> None:
+    """A slow redirect on site A leads to site B late in its deadline; B's robots.txt must not be held
+    unreachable for the rest of the run."""
+    with hostile.hostile_server() as site_a, hostile.hostile_server() as site_b:
+        site_b.route("/robots.txt", hostile.delayed(0.5, respond(200, b"User-agent: *\nAllow: /\n")))
+        site_b.route("/story", respond(200, PAGE))
+        site_a.route("/robots.txt", respond(404, b""))
+        site_a.route("/r", hostile.delayed(2.8, respond(302, b"", {"Location": site_b.url("/story")})))
+        with Fetcher(replace(POLICY, respect_robots=True, attempts=1)) as fetcher:
+            with pytest.raises(FetchError, match="timed out"):
+                fetcher.get(site_a.url("/r"))
+            assert fetcher.get(site_b.url("/story")).body == PAGE
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        respond(503, b"busy", {"Retry-After": "\xb2"}),
+        respond(429, b"slow", {"Retry-After": "Mon, 01 Jan 99999999999 00:00:00 GMT"}),
+        respond(302, b"", {"Location": "http://a..b/"}),
+        respond(302, b"", {"Location": "http://" + "x" * 64 + ".example/"}),
+        respond(302, b"", {"Location": "http://example.com:99999/"}),
+        respond(302, b"", {"Location": "http://[::1/"}),
+    ],
+    ids=[
+        "retry-after-superscript",
+        "retry-after-year-99999999999",
+        "empty-label",
+        "long-label",
+        "bad-port",
+        "bad-ipv6",
+    ],
+)
+def test_hostile_headers_are_fetch_errors(server: HostileServer, behaviour: hostile.Behaviour) -> None:
+    server.route("/odd", behaviour)
+    with Fetcher(replace(POLICY, attempts=2)) as fetcher, pytest.raises(FetchError):
+        fetcher.get(server.url("/odd"))
+
+
+@pytest.mark.parametrize("url", ["http://example.com:99999/", "http://a..b/", "http://[::1/"])
+def test_urls_that_do_not_parse_are_fetch_errors(url: str) -> None:
+    with Fetcher(FetchPolicy(attempts=1)) as fetcher, pytest.raises(FetchError, match=r"not a valid|cannot resolve"):
+        fetcher.get(url)
+
+
+def test_a_hostile_robots_txt_header_is_a_robots_error(server: HostileServer) -> None:
+    server.route("/robots.txt", respond(302, b"", {"Location": "http://a..b/robots.txt"}))
+    server.route("/page", respond(200, PAGE))
+    with (
+        Fetcher(replace(POLICY, respect_robots=True)) as fetcher,
+        pytest.raises(FetchError, match=r"robots\.txt unreachable"),
+    ):
+        fetcher.get(server.url("/page"))
+
+
+def _decode(parts: list[bytes], coding: str) -> bytes:
+    pieces = decoding.decoded(parts, coding, check=lambda: None, intermediate_limit=10**9)
+    return b"".join(pieces)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+def test_a_truncated_body_is_an_error_not_a_shorter_page(coding: str) -> None:
+    body = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}[coding](PAGE * 20)
+    with pytest.raises(decoding.DecodingError, match="ends early"):
+        _decode([body[: len(body) - 5]], coding)
+
+
+def test_codings_split_anywhere_decode_whole() -> None:
+    members = gzip.compress(b"<html>A") + gzip.compress(b"B</html>")
+    cut = len(gzip.compress(b"<html>A")) + 1  # one byte into the second member's magic
+    assert _decode([members[:cut], members[cut:]], "gzip") == b"<html>AB</html>"
+    wrapped = zlib.compress(PAGE)
+    assert _decode([wrapped[:1], wrapped[1:]], "deflate") == PAGE
+    assert _decode([bytes([byte]) for byte in brotli.compress(PAGE)], "br") == PAGE
+
+
+def test_an_empty_body_with_a_coding_is_an_empty_page() -> None:
+    for coding in ("gzip", "deflate", "br"):
+        assert _decode([], coding) == b""
+
+
+def test_an_intermediate_layer_is_capped() -> None:
+    body = brotli.compress(gzip.compress(os.urandom(2_000_000)))  # br makes 2 MB of gzip stream
+    with pytest.raises(decoding.DecodingError, match="the br layer decodes to more than 1,000,000 bytes"):
+        b"".join(decoding.decoded([body], "gzip, br", check=lambda: None, intermediate_limit=1_000_000))
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, br", "br, deflate"])
+@pytest.mark.parametrize("chunk", [1 << 16, 1 << 24], ids=["network-chunks", "one-chunk"])
+def test_an_honest_large_body_decodes_whole(coding: str, chunk: int) -> None:
+    """Bodies of several pieces, whatever the chunking (the first brotli loop stopped after 96 KiB)."""
+    data = os.urandom(1_500_000) + bytes(1_500_000)
+    body = data
+    for name in (name.strip() for name in coding.split(",")):
+        body = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}[name](body)
+    parts = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+    assert _decode(parts, coding) == data

@@ -5,6 +5,7 @@ each byte and keeps a fetch alive for ever, in the headers as well as the body. 
 runs httpcore over a network backend whose streams wait, on every connect, TLS handshake, read and write, no
 longer than what is left of the deadline of the fetch in progress (a context variable, so each thread's fetch
 has its own). When nothing is left the operation raises httpcore's timeout, which httpx reports as its own.
+A host with several addresses is connected to one address at a time, each attempt clipped anew.
 
 ``DeadlineTransport`` speaks only the public APIs of httpx and httpcore: httpx's own transport builds its
 connection pool without a way to choose the network backend.
@@ -12,6 +13,7 @@ connection pool without a way to choose the network backend.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -108,11 +110,28 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        clipped = _clipped(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.connect_tcp(host, port, clipped, local_address, socket_options))
+        """Try each address of ``host`` in turn, each connect waiting no longer than what is left of the
+        deadline (``socket.create_connection`` would give every address the whole timeout)."""
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in _addresses(host, port):
+            clipped = _clipped(timeout, httpcore.ConnectTimeout)
+            try:
+                return _DeadlineStream(self._inner.connect_tcp(address, port, clipped, local_address, socket_options))
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error
+        raise failure
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` in resolver order, without repeats (an IP literal is its own address)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class DeadlineTransport(httpx.BaseTransport):

@@ -4,6 +4,13 @@ Each decoder is a generator over the chunks below it that yields pieces of at mo
 zlib and brotli for no more than that per call (``max_length``, ``output_buffer_limit``). Stacked encodings
 (``gzip, br``) are generators over generators, so a kilobyte that expands to a gibibyte, once or several
 times over, never holds more than a few pieces in memory: the reader stops pulling when its cap is reached.
+
+Work that makes no output is bounded too: every layer yields (an empty piece if need be) after each step,
+and ``decoded`` calls ``check`` on everything that passes between layers, so a deadline is seen even while a
+layer chews through input that decodes to nothing (endless empty gzip members inside a brotli stream). Each
+intermediate layer may make at most ``intermediate_limit`` bytes, a stream ends where its coding says it
+ends (what follows is not read), and one that stops early is an error, not a shorter page (an empty body is
+an empty page, whatever its header says).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import brotli
 
 PIECE = 64 * 1024
 MAX_ENCODINGS = 4  # no honest server stacks more; each layer costs a decoder's buffers
+MAX_GZIP_MEMBERS = 1000  # concatenated gzip members in one body
 GZIP_MAGIC = b"\x1f\x8b"
 IDENTITY = frozenset({"", "identity"})
 
@@ -38,36 +46,76 @@ def content_encodings(header: str | None) -> list[str]:
     return codings
 
 
-def decoded(chunks: Iterable[bytes], header: str | None) -> Iterator[bytes]:
-    """The body's bytes with every coding of ``header`` undone, the last applied first."""
-    pieces: Iterable[bytes] = chunks
-    for coding in reversed(content_encodings(header)):
-        pieces = DECODERS[coding](pieces)
-    return iter(pieces)
+def decoded(
+    chunks: Iterable[bytes], header: str | None, *, check: Callable[[], None], intermediate_limit: int
+) -> Iterator[bytes]:
+    """The body's bytes with every coding of ``header`` undone, the last applied first; ``check`` is called
+    for every piece that passes between layers (it raises to stop), and no layer but the last may make more
+    than ``intermediate_limit`` bytes. Empty pieces are dropped from what is returned."""
+    codings = content_encodings(header)
+    pieces: Iterable[bytes] = _checked(chunks, check)
+    for depth, coding in enumerate(reversed(codings), start=1):
+        pieces = _checked(DECODERS[coding](pieces), check)
+        if depth < len(codings):
+            pieces = _at_most(pieces, intermediate_limit, coding)
+    return (piece for piece in pieces if piece)
+
+
+def _checked(pieces: Iterable[bytes], check: Callable[[], None]) -> Iterator[bytes]:
+    for piece in pieces:
+        check()
+        yield piece
+
+
+def _at_most(pieces: Iterable[bytes], limit: int, coding: str) -> Iterator[bytes]:
+    made = 0
+    for piece in pieces:
+        made += len(piece)
+        if made > limit:
+            raise DecodingError(f"the {coding} layer decodes to more than {limit:,} bytes")
+        yield piece
 
 
 def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """gzip, member after member (a body may hold several); bytes after the last member are ignored."""
-    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    """gzip, member after member (a body may hold several); bytes after the last member are not read."""
+    decompressor, members, data, seen = zlib.decompressobj(zlib.MAX_WBITS | 16), 1, b"", False
     for chunk in chunks:
-        data = chunk
+        data, seen = data + chunk, seen or bool(chunk)
         while data:
             if decompressor.eof:
+                if len(data) < len(GZIP_MAGIC):
+                    break  # perhaps a member's magic split across chunks: wait for more
                 if not data.startswith(GZIP_MAGIC):
                     return
-                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                decompressor, members = zlib.decompressobj(zlib.MAX_WBITS | 16), members + 1
+                if members > MAX_GZIP_MEMBERS:
+                    raise DecodingError(f"more than {MAX_GZIP_MEMBERS:,} gzip members")
             yield from _inflate(decompressor, data, "gzip")
+            yield b""  # a step taken, even if it made nothing: the caller's check runs
             data = decompressor.unused_data
+    _finished(decompressor.eof or not seen, "gzip")
 
 
 def _inflate_deflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """deflate: zlib-wrapped as the RFC says, or raw as many servers send it (told apart by the header)."""
+    """deflate: zlib-wrapped as the RFC says, or raw as many servers send it (told apart by the header);
+    bytes after the end of the stream are not read."""
     decompressor: zlib._Decompress | None = None
+    head = b""
     for chunk in chunks:
         if decompressor is None:
-            decompressor = zlib.decompressobj(zlib.MAX_WBITS if _zlib_header(chunk) else -zlib.MAX_WBITS)
-        if not decompressor.eof:
-            yield from _inflate(decompressor, chunk, "deflate")
+            head += chunk
+            if len(head) < 2:
+                continue
+            decompressor = zlib.decompressobj(zlib.MAX_WBITS if _zlib_header(head) else -zlib.MAX_WBITS)
+            chunk = head
+        yield from _inflate(decompressor, chunk, "deflate")
+        yield b""
+        if decompressor.eof:
+            return
+    if decompressor is None and head:
+        decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+        yield from _inflate(decompressor, head, "deflate")
+    _finished(decompressor is None or decompressor.eof, "deflate")
 
 
 def _inflate(decompressor: zlib._Decompress, data: bytes, coding: str) -> Iterator[bytes]:
@@ -89,18 +137,26 @@ def _zlib_header(data: bytes) -> bool:
 
 
 def _unbrotli(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    decompressor = brotli.Decompressor()
+    """br; bytes after the end of the stream are not read."""
+    decompressor, seen = brotli.Decompressor(), False
     try:
         for chunk in chunks:
+            seen = seen or bool(chunk)
             piece = decompressor.process(chunk, output_buffer_limit=PIECE)
-            while True:
-                if piece:
-                    yield piece
-                if decompressor.can_accept_more_data():
-                    break
+            yield piece
+            while piece or not decompressor.can_accept_more_data():  # the chunk's input may still be held
                 piece = decompressor.process(b"", output_buffer_limit=PIECE)
+                yield piece
+            if decompressor.is_finished():
+                return
     except brotli.error as error:
         raise DecodingError(f"cannot decode the br body: {error}") from error
+    _finished(decompressor.is_finished() or not seen, "br")
+
+
+def _finished(finished: bool, coding: str) -> None:
+    if not finished:
+        raise DecodingError(f"the {coding} body ends early (truncated)")
 
 
 DECODERS: dict[str, Decoder] = {"gzip": _gunzip, "deflate": _inflate_deflate, "br": _unbrotli}

@@ -18,12 +18,24 @@ class UnsafeURLError(ValueError):
 
 
 def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse ``url`` (``UnsafeURLError``, with the reason) unless it is http(s) to public addresses; a URL that
+    does not even parse (a port out of range, a broken IPv6 literal, a host IDNA cannot encode) is refused too."""
+    try:
+        _check_url(url, allow_private=allow_private)
+    except (ValueError, UnicodeError) as error:
+        if isinstance(error, UnsafeURLError):
+            raise
+        raise UnsafeURLError(f"refusing {url}: not a valid URL ({error})") from error
+
+
+def _check_url(url: str, *, allow_private: bool) -> None:
     """Raise ``UnsafeURLError`` unless ``url`` is http(s) and every address of its host is public."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"}:
         raise UnsafeURLError(f"refusing {url}: only http and https URLs are fetched")
     if not parts.hostname:
         raise UnsafeURLError(f"refusing {url}: no host name")
+    _ = parts.port  # ValueError when out of range or not a number, private or not
     if allow_private:
         return
     literal = _ip_literal(parts.hostname)
@@ -52,6 +64,8 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as error:
         raise UnsafeURLError(f"cannot resolve {host}: {error.strerror}") from error
+    except UnicodeError as error:  # a label IDNA cannot encode: empty, or over 63 characters
+        raise UnsafeURLError(f"cannot resolve {host}: not a valid host name ({error})") from error
     return sorted({str(info[4][0]) for info in infos})
 
 

@@ -14,6 +14,7 @@ the next poll (``FetchDeferredError``). Conditional GETs send ETag and Last-Modi
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +42,7 @@ FEED_TYPES = frozenset(
 )
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
 ACCEPTED_ENCODINGS = "gzip, deflate, br"
+RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 class _RetryableError(Exception):
@@ -113,15 +115,24 @@ class _HostGate:
     _slots: dict[str, threading.Semaphore] = field(default_factory=dict)
 
     @contextmanager
-    def turn(self, host: str) -> Iterator[None]:
+    def turn(self, url: str, sleep: Callable[[float], None]) -> Iterator[None]:
+        """Wait for a slot and the host's next start, neither beyond the current fetch's deadline."""
+        host, deadline = urlsplit(url).netloc, current_deadline()
         with self._lock:
             slot = self._slots.setdefault(host, threading.Semaphore(self.concurrency))
-        with slot:
+        if not slot.acquire(timeout=None if deadline is None else max(0.0, deadline.remaining())):
+            raise _timed_out(url, "waiting for a turn at this host")
+        try:
             with self._lock:
                 start = max(time.monotonic(), self._next_start.get(host, 0.0))
+                if deadline is not None and start - time.monotonic() >= deadline.remaining():
+                    raise _timed_out(url, "waiting for a turn at this host")
                 self._next_start[host] = start + self.interval
-            time.sleep(max(0.0, start - time.monotonic()))
+            if start > time.monotonic():
+                sleep(start - time.monotonic())
             yield
+        finally:
+            slot.release()
 
 
 @dataclass(frozen=True)
@@ -186,14 +197,19 @@ class Fetcher:
             return self._accepted(url, self._follow(url, headers, want))
 
     def _follow(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
-        """The first response that is not a redirect, after at most ``max_redirects`` of them."""
+        """The first response that is not a redirect, after at most ``max_redirects`` of them. What a hostile
+        header or URL makes the libraries raise (a Location that does not parse, a date past the year 9999)
+        is a ``FetchError`` too."""
         current = url
-        for _ in range(self.policy.max_redirects + 1):
-            self._check(current, want)
-            page = self._with_retries(current, headers, want)
-            if page.status not in REDIRECT_STATUSES:
-                return page
-            current = urljoin(current, page.final_url)
+        try:
+            for _ in range(self.policy.max_redirects + 1):
+                self._check(current, want)
+                page = self._with_retries(current, headers, want)
+                if page.status not in REDIRECT_STATUSES:
+                    return page
+                current = urljoin(current, page.final_url)
+        except (ValueError, UnicodeError, OverflowError, httpx.InvalidURL) as error:
+            raise _failure(current, f"{type(error).__name__}: {error}") from error
         raise _failure(url, f"more than {self.policy.max_redirects} redirects")
 
     def _check(self, url: str, want: _Want) -> None:
@@ -252,7 +268,7 @@ class Fetcher:
         return float(min(self.policy.backoff_seconds * 2 ** (state.attempt_number - 1), 30.0))
 
     def _request_once(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
-        with self._gate.turn(urlsplit(url).netloc), self._client.stream("GET", url, headers=headers) as response:
+        with self._gate.turn(url, self._sleep), self._client.stream("GET", url, headers=headers) as response:
             self._check_peer(url, response)
             status = response.status_code
             if status in RETRY_STATUSES:
@@ -301,7 +317,13 @@ class Fetcher:
             raise _failure(url, f"body of {int(declared):,} bytes is over the {want.max_bytes:,}-byte limit")
         body = bytearray()
         try:
-            for piece in decoding.decoded(response.iter_raw(), response.headers.get("Content-Encoding")):
+            pieces = decoding.decoded(
+                response.iter_raw(),
+                response.headers.get("Content-Encoding"),
+                check=lambda: _check_deadline(url),
+                intermediate_limit=2 * want.max_bytes + decoding.PIECE,
+            )
+            for piece in pieces:
                 body += piece
                 if len(body) > want.max_bytes:
                     if want.truncate:
@@ -312,11 +334,18 @@ class Fetcher:
         return bytes(body)
 
     def _robots_for(self, url: str) -> _Robots:
+        """The origin's robots.txt, read once per Fetcher; except that one that timed out in what was left of
+        another fetch's deadline (less than half of it) is asked again next time, not held against the site."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        if origin not in self._robots:
-            self._robots[origin] = self._load_robots(origin)
-        return self._robots[origin]
+        if origin in self._robots:
+            return self._robots[origin]
+        deadline = current_deadline()
+        fair_chance = deadline is None or deadline.remaining() >= deadline.seconds / 2
+        robots = self._load_robots(origin)
+        if fair_chance or not robots.timed_out:
+            self._robots[origin] = robots
+        return robots
 
     def _load_robots(self, origin: str) -> _Robots:
         """RFC 9309: rules from a 2xx; none for a 4xx; everything disallowed, for now, when it is unreachable
@@ -325,7 +354,8 @@ class Fetcher:
         try:
             page = self._follow(origin + "/robots.txt", {}, want)
         except FetchError as error:
-            return _Robots(None, f"robots.txt unreachable: {error.reason}")
+            expired = (deadline := current_deadline()) is not None and deadline.expired()
+            return _Robots(None, f"robots.txt unreachable: {error.reason}", timed_out=expired)
         if page.status >= 500:
             return _Robots(None, f"robots.txt unreachable: HTTP {page.status}")
         rules = page.body.decode("utf-8", "replace") if page.status < 400 else ""
@@ -338,6 +368,7 @@ class _Robots:
 
     rules: Protego | None
     unreachable: str | None
+    timed_out: bool = False
 
     def check(self, url: str, agent: str) -> None:
         if self.rules is None:
@@ -348,6 +379,19 @@ class _Robots:
 
 def _failure(url: str, reason: str) -> FetchError:
     return FetchError(f"{url}: {reason}", reason=reason)
+
+
+def _timed_out(url: str, doing: str) -> FetchError:
+    deadline = current_deadline()
+    seconds = f"{deadline.seconds:g} s " if deadline is not None else ""
+    return _failure(url, f"timed out: over the {seconds}total deadline ({doing})")
+
+
+def _check_deadline(url: str) -> None:
+    """Raise the timeout when the current fetch's deadline has passed (while a body is decoded)."""
+    deadline = current_deadline()
+    if deadline is not None and deadline.expired():
+        raise _timed_out(url, "reading the body")
 
 
 def _content_type(value: str | None) -> tuple[str | None, str | None]:
@@ -366,12 +410,11 @@ def _content_type(value: str | None) -> tuple[str | None, str | None]:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    """Retry-After as seconds: a number of ASCII digits, or an HTTP date; None when it is neither."""
+    text = (value or "").strip()
+    if RETRY_AFTER_SECONDS.fullmatch(text):
+        return float(text)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
