@@ -171,9 +171,7 @@ STORED_IDS = (
     "SELECT r.id FROM articles a JOIN raw_documents r ON r.id = a.raw_document_id "
     "WHERE :all OR a.source = ANY(:sources) OR a.url = ANY(:sources) ORDER BY a.id"
 )
-VERSIONS = (
-    "SELECT id, source, media_type, metadata, body_gzip FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
-)
+VERSIONS = "SELECT id, source, media_type, metadata, body_gzip FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
 
 
 def stored_ids(engine: Engine, *, sources: list[str] | None) -> list[int]:
