@@ -401,3 +401,33 @@ def test_the_command_line_exits_3_with_the_message(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stdout + result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "NEWSFLOW_DATABASE_URL" in " ".join((result.stdout + result.stderr).split())
+
+
+# --- small hostile inputs: line breaks, BOMs, /proc, a stale postmaster.pid -----------------------------------
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("boms", [0, 1, 40])
+def test_front_matter_with_any_line_break_and_boms_is_metadata(newline: str, boms: int) -> None:
+    text = "\ufeff" * boms + newline.join(["---", "title: Hello", "---", "", "Body text."])
+    metadata, body = split_front_matter(text)
+    assert metadata == {"title": "Hello"}
+    assert "title" not in body and body.strip() == "Body text."
+
+
+def test_a_link_to_a_file_that_would_block_is_a_clear_error(tmp_path: Path) -> None:
+    if not os.access("/proc/kmsg", os.R_OK):
+        pytest.skip("/proc/kmsg cannot be read here")
+    (tmp_path / "kmsg.txt").symlink_to("/proc/kmsg")
+    with pytest.raises(SourceError, match="would block"):
+        read_file(tmp_path / "kmsg.txt", max_bytes=16)
+
+
+def test_a_stale_postmaster_pid_says_what_to_do(tmp_path: Path) -> None:
+    pgdata = not_a_data_directory(tmp_path)
+    alive = os.getpid()
+    (pgdata / "postmaster.pid").write_text(f"{alive}\n{pgdata}\n0\n1\n\n127.0.0.1\n0 0\nready\n")
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        embedded_database_url(pgdata)
+    message = str(raised.value)
+    assert f"cannot use the embedded Postgres data directory {pgdata}" in message and "postmaster.pid" in message
