@@ -22,7 +22,7 @@ from pipeline.errors import SystemicError
 from pipeline.ingest import RunSummary
 from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.inbox import drain_inbox as drain
-from pipeline.ingest.inbox import waiting_files
+from pipeline.ingest.inbox import has_leftovers, waiting_files
 from pipeline.ingest.staged import process_pending, reprocess
 from pipeline.settings import Settings
 from pipeline.sources.feeds import read_feed_list
@@ -83,7 +83,7 @@ def reprocess_articles(settings: Settings, sources: list[str] | None, *, trigger
 def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> dict[str, Any]:
     """Ingest every document and URL list dropped in ``inbox``, then move each to ``processed/`` or ``failed/``."""
     files = waiting_files(inbox)
-    if not files:
+    if not files and not has_leftovers(inbox):
         return {"files": 0, **RunSummary(run_id=0).extra()}
-    summary = drain(settings, ready_engine(settings), files, trigger=trigger)
+    summary = drain(settings, ready_engine(settings), files, inbox=inbox, trigger=trigger)
     return {"files": len(files), **summary.extra()}

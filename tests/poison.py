@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 from pipeline.db import raw_store  # noqa: E402
 from pipeline.facts import batch  # noqa: E402
 from pipeline.ingest import step  # noqa: E402
+from pipeline.sources import drop_folder  # noqa: E402
 
 GOOD_TEXT = (
     "Talks resume in Istanbul\n\n"
@@ -93,6 +94,15 @@ def _failing_read(real: Callable[..., Any]) -> Callable[..., Any]:
     return read
 
 
+def _failing_staged_read(real: Callable[..., Any]) -> Callable[..., Any]:
+    def read(self: Any, name: str, max_bytes: int) -> Any:
+        if "poison-read" in name:
+            raise KeyError("poison at the read stage")
+        return real(self, name, max_bytes)
+
+    return read
+
+
 def _failing_extract(real: Callable[..., Any]) -> Callable[..., Any]:
     def extract(raw: Any, name: str) -> Any:
         if b"POISON-EXTRACT" in raw.body:
@@ -136,6 +146,7 @@ def _failing_row(real: Callable[..., Any]) -> Callable[..., Any]:
 
 FAULTS: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
     (step, "read_input", _failing_read),
+    (drop_folder.Staging, "read_document", _failing_staged_read),  # the inbox reads what it staged
     (step, "extract_and_lay_out", _failing_extract),
     (batch, "analyse", _failing_rules),
     (batch.Analyser, "parse", _failing_parse),

@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from pipeline.db.engine import embedded_database_url
 from pipeline.errors import DatabaseUnavailableError, ExtractError, SourceError
 from pipeline.extract.markdown import split_front_matter
-from pipeline.ingest.inbox import drain_inbox, waiting_files
+from pipeline.ingest import RunSummary
+from pipeline.ingest.inbox import drain_inbox, url_lines, waiting_files
 from pipeline.metadata import MAX_ALIASES, MAX_DEPTH, MAX_METADATA_BYTES, MetadataError, load_metadata
 from pipeline.settings import Settings
 from pipeline.sources.files import expand_inputs, read_file
@@ -294,7 +296,7 @@ def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.
     (inbox / "doc.txt").write_text(GOOD)
     (inbox / "doc.txt.meta.yaml").symlink_to(secret.parent / "meta.yaml")
     (inbox / "sub" / "real.txt").write_text(f"Inside\n\n{GOOD}")
-    (inbox / "inside.txt").symlink_to(inbox / "sub" / "real.txt")  # a link that stays inside is fine
+    (inbox / "inside.txt").symlink_to(inbox / "sub" / "real.txt")  # no link is read, even one that stays inside
     (inbox / "loop.txt").symlink_to(inbox / "loop.urls")  # links that lead nowhere but to each other
     (inbox / "loop.urls").symlink_to(inbox / "loop.txt")
 
@@ -304,13 +306,16 @@ def test_nothing_outside_the_inbox_is_read(inbox_settings: Settings, engine: sa.
     rows = error_rows(engine)
     assert {name: stage for name, (stage, _) in rows.items()} == {"leak.txt": "inbox", "leak.urls": "inbox",
                                                                   "doc.txt": "inbox", "loop.txt": "inbox",
-                                                                  "loop.urls": "inbox"}  # fmt: skip
+                                                                  "loop.urls": "inbox", "inside.txt": "inbox",
+                                                                  "sub": "inbox"}  # fmt: skip
     assert all("outside the inbox" in rows[name][1] for name in ("leak.txt", "leak.urls", "doc.txt"))
-    assert all("cannot follow the link" in rows[name][1] for name in ("loop.txt", "loop.urls"))
-    assert summary.loaded == 1 and summary.failed == 5
-    assert sorted(p.name for p in (inbox / "failed").iterdir()) == [
-        "doc.txt", "doc.txt.meta.yaml", "leak.txt", "leak.urls", "loop.txt", "loop.urls"]  # fmt: skip
-    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["inside.txt"]
+    assert all("is a link" in rows[name][1] for name in ("loop.txt", "loop.urls", "inside.txt"))
+    assert "is a folder" in rows["sub"][1]
+    assert summary.loaded == 0 and summary.failed == 7
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["doc.txt", "doc.txt.meta.yaml", "inside.txt",
+                                                                     "leak.txt", "leak.urls", "loop.txt",
+                                                                     "loop.urls", "sub"]  # fmt: skip
+    assert not (inbox / "processed").exists()
     assert secret.read_text().startswith(OUTSIDE_TEXT), "the target of a refused link is left alone"
 
 
@@ -401,3 +406,341 @@ def test_the_command_line_exits_3_with_the_message(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stdout + result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "NEWSFLOW_DATABASE_URL" in " ".join((result.stdout + result.stderr).split())
+
+
+# --- the inbox under a hostile producer: swaps, rewrites, collisions, squatters, floods --------------------------
+
+
+def drain(settings: Settings, engine: sa.Engine, inbox: Path) -> RunSummary:
+    return drain_inbox(settings, engine, waiting_files(inbox), inbox=inbox)
+
+
+def articles(engine: sa.Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source, concat_ws(' ', title, text) AS text FROM articles"))
+        return [(row.source, row.text) for row in rows]
+
+
+def meanwhile(site: HTTPServer, act: Callable[[], None]) -> str:
+    """A URL whose fetch runs ``act`` first: what a producer does while the drain is busy with that URL."""
+
+    def respond(_request: Request) -> Response:
+        act()
+        page = f"<html><body><article><h1>Busy</h1><p>{GOOD}</p></article></body></html>"
+        return Response(page, content_type="text/html")
+
+    site.expect_request("/busy").respond_with_handler(respond)
+    return site.url_for("/busy")
+
+
+def swap_for_link(inbox: Path, name: str, target: Path) -> None:
+    """Replace every file called ``name`` in the inbox and under it (a staging folder) by a link to ``target``."""
+    for path in [inbox / name, *inbox.glob(f".*/{name}"), *inbox.glob(f"*/{name}")]:
+        if path.parent.name in {"processed", "failed"}:
+            continue
+        path.unlink(missing_ok=True)
+        path.symlink_to(target)
+
+
+@pytest.mark.postgres
+def test_a_file_swapped_for_a_link_after_it_was_taken_is_not_read(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    secret = outside_secret(tmp_path)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "b.txt").write_text(f"Inside\n\n{GOOD}")
+    (inbox / "b.txt.meta.yaml").write_text("title: Inside\n")
+    (secret.parent / "meta.yaml").write_text(f"title: {OUTSIDE_TEXT}\n")
+    busy = meanwhile(site, lambda: (swap_for_link(inbox, "b.txt", secret),
+                                    swap_for_link(inbox, "b.txt.meta.yaml", secret.parent / "meta.yaml")))  # fmt: skip
+    (inbox / "a.urls").write_text(busy + "\n")
+
+    drain(replace(inbox_settings, batch_size=1), engine, inbox)
+
+    assert OUTSIDE_TEXT not in stored_text(engine)
+    assert secret.read_text().startswith(OUTSIDE_TEXT)
+
+
+@pytest.mark.postgres
+def test_a_file_rewritten_while_the_drain_runs_waits_for_the_next_drain(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monday, tuesday = f"Monday\n\n{GOOD}", f"Tuesday\n\n{GOOD}"
+    later = f"{site.url_for('/good')}\n"
+
+    def rewrite() -> None:
+        (inbox / "0daily.txt").write_text(tuesday)
+        (inbox / "a.urls").write_text(later)
+
+    (inbox / "0daily.txt").write_text(monday)
+    (inbox / "a.urls").write_text(meanwhile(site, rewrite) + "\n")
+
+    drain(replace(inbox_settings, batch_size=1), engine, inbox)
+
+    assert (inbox / "processed" / "0daily.txt").read_text() == monday
+    assert (inbox / "0daily.txt").read_text() == tuesday, "the new version waits in the inbox"
+    assert (inbox / "a.urls").read_text() == later, "the new list waits in the inbox"
+    assert (inbox / "processed" / "a.urls").read_text() == site.url_for("/busy") + "\n"
+    assert [text.startswith("Monday") for source, text in articles(engine) if source.endswith("0daily.txt")] == [True]
+    drain(inbox_settings, engine, inbox)
+    assert [text.startswith("Tuesday") for source, text in articles(engine) if source.endswith("0daily.txt")] == [True]
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["0daily.1.txt", "0daily.txt", "a.1.urls",
+                                                                        "a.urls"]  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_names_already_filed_are_never_overwritten(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    long_name = "n" * (255 - len(".txt")) + ".txt"
+    for version in range(1, 4):
+        (inbox / "l.urls").write_text(f"not a url {version}\n")
+        (inbox / "d.txt").write_text(f"Version {version}\n\n{GOOD}")
+        (inbox / long_name).write_text(f"Long {version}\n\n{GOOD}")
+        if version == 1:
+            (inbox / "d.txt.meta.yaml").write_text("title: One\n")
+        drain(inbox_settings, engine, inbox)
+
+    failed = {p.name: p.read_text() for p in (inbox / "failed").iterdir()}
+    assert sorted(failed) == ["l.1.urls", "l.2.urls", "l.urls"]
+    assert [sum(f"not a url {n}" in text for text in failed.values()) for n in (1, 2, 3)] == [1, 1, 1]
+    processed = {p.name: p.read_text() for p in (inbox / "processed").iterdir()}
+    assert {name for name in processed if "n" * 40 not in name} == {"d.txt", "d.txt.meta.yaml", "d.1.txt", "d.2.txt"}
+    assert processed["d.txt"].startswith("Version 1") and processed["d.txt.meta.yaml"] == "title: One\n"
+    assert processed["d.2.txt"].startswith("Version 3")
+    assert sorted(text[:6] for name, text in processed.items() if "n" * 40 in name) == ["Long 1", "Long 2", "Long 3"]
+    assert all(len(name.encode()) <= 255 for name in processed)
+    stored = articles(engine)
+    assert len(stored) == 2, "a file dropped again under its name is the same article"
+    assert {source for source, _ in stored} == {str((inbox / "d.txt").resolve()), str((inbox / long_name).resolve())}
+    assert any(text.startswith("Version 3") for _, text in stored)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("squat", ["file", "broken link", "link out", "fifo"])
+def test_a_squatter_on_a_filing_folder_is_refused_and_the_folder_made(
+    inbox_settings: Settings, engine: sa.Engine, tmp_path: Path, squat: str
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("processed", "failed"):
+        if squat == "file":
+            (inbox / name).write_text("in the way")
+        elif squat == "broken link":
+            (inbox / name).symlink_to(tmp_path / "nowhere")
+        elif squat == "link out":
+            (inbox / name).symlink_to(elsewhere)
+        else:
+            os.mkfifo(inbox / name)
+    (inbox / "good.txt").write_text(GOOD)
+    (inbox / ("s" * 247 + ".txt")).write_text(GOOD)  # its sidecar's name is too long for the system
+
+    summary = drain(inbox_settings, engine, inbox)
+
+    assert summary.loaded == 2 and summary.failed == 2
+    assert not list(elsewhere.iterdir()), "nothing filed through a link"
+    for name in ("processed", "failed"):
+        assert (inbox / name).is_dir() and not (inbox / name).is_symlink()
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["failed", "processed"]
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["good.txt", "s" * 247 + ".txt"]
+    assert set(error_rows(engine)) == {"failed", "processed"}
+    assert drain(inbox_settings, engine, inbox).seen == 0, "the next drain finds nothing in the way"
+
+
+@pytest.mark.postgres
+def test_folders_and_orphan_sidecars_are_refused_once_and_filed(
+    inbox_settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "sub" / "inner.txt").write_text(GOOD)
+    (inbox / "lonely.txt.meta.yaml").write_text("title: Lonely\n")
+    (inbox / ".story.tmp").write_text("half written")  # a hidden name: still being written, left alone
+
+    drain(inbox_settings, engine, inbox)
+
+    rows = error_rows(engine)
+    assert set(rows) == {"sub", "lonely.txt.meta.yaml"}
+    assert "folder" in rows["sub"][1] and "without its document" in rows["lonely.txt.meta.yaml"][1]
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["lonely.txt.meta.yaml", "sub"]
+    assert (inbox / "failed" / "sub" / "inner.txt").read_text() == GOOD
+    assert sorted(p.name for p in inbox.iterdir()) == [".story.tmp", "failed"]
+
+
+@pytest.mark.postgres
+def test_a_squatter_put_in_the_way_during_a_drain_costs_a_row_and_nothing_else(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    squatted: list[bool] = []
+
+    def squat() -> None:
+        if not squatted:
+            (inbox / "failed").write_text("in the way")
+            squatted.append(True)
+
+    (inbox / "a.urls").write_text(meanwhile(site, squat) + "\nnope\n")
+
+    drain(inbox_settings, engine, inbox)
+
+    assert "could not file it away" in error_rows(engine)["a.urls"][1]
+    assert [p.name for p in inbox.glob(".draining-*/*")] == ["a.urls"], "it waits in staging"
+    drain(inbox_settings, engine, inbox)
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["a.urls", "failed"]
+    assert "# line 2: not an http(s) URL" in (inbox / "failed" / "a.urls").read_text()
+    assert sorted(p.name for p in inbox.iterdir()) == ["failed", "processed"]
+
+
+FLOOD = """
+import resource, sys
+from pathlib import Path
+from dataclasses import replace
+import sqlalchemy as sa
+from pipeline.settings import Settings
+from pipeline.ingest.inbox import drain_inbox, waiting_files
+inbox = Path(sys.argv[1])
+settings = replace(Settings.from_env(), database_url=sys.argv[2])
+engine = sa.create_engine(sys.argv[2])
+if len(sys.argv) > 3:
+    summary = drain_inbox(settings, engine, waiting_files(inbox), inbox=inbox)
+    print(summary.failed)
+else:
+    print(0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.postgres
+def test_a_flood_of_lines_costs_a_bounded_memory_and_a_hundred_rows(
+    inbox_settings: Settings, engine: sa.Engine, migrated_url: str, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "flood.urls").write_bytes(b"x\n" * 5_000_000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [subprocess.run([sys.executable, "-c", FLOOD, str(inbox), migrated_url, *extra], capture_output=True,
+                           text=True, timeout=600, env=env, check=False) for extra in ([], ["drain"])]  # fmt: skip
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr[-2000:]
+    baseline, drained = (int(run.stdout.split()[-1]) for run in runs)
+    assert drained - baseline < 300, f"{drained - baseline} MiB more than draining nothing"
+    with engine.connect() as conn:
+        rows = conn.scalar(sa.text("SELECT count(*) FROM ingest_errors"))
+        limit = conn.scalar(sa.text("SELECT count(*) FROM ingest_errors WHERE error LIKE '%over the limit%'"))
+    assert rows <= 102 and limit == 1
+    with (inbox / "failed" / "flood.urls").open() as failed:
+        assert sum(line == "x\n" for line in failed) == 5_000_000, "every line can be dropped again"
+
+
+@pytest.mark.postgres
+def test_two_drains_at_once_take_each_file_once(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for number in range(6):
+        (inbox / f"doc{number}.txt").write_text(f"Number {number}\n\n{GOOD}")
+    (inbox / "bad.urls").write_text("nope\n")
+    outcomes: list[object] = []
+
+    def one_drain() -> None:
+        try:
+            outcomes.append(drain(inbox_settings, engine, inbox))
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=one_drain) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert [type(outcome).__name__ for outcome in outcomes] == ["RunSummary", "RunSummary"]
+    assert len(articles(engine)) == 6
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == [f"doc{n}.txt" for n in range(6)]
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["bad.urls"]
+    assert sorted(p.name for p in inbox.iterdir()) == ["failed", "processed"]
+
+
+@pytest.mark.postgres
+def test_a_drain_that_died_is_finished_by_the_next(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "doc.txt").write_text(f"Old\n\n{GOOD}")
+    (inbox / "doc.txt.meta.yaml").write_text("title: Old\n")
+    killed = subprocess.run([sys.executable, "-c", DIES_AFTER_STAGING, str(inbox)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (inbox / "doc.txt").exists(), "the dead drain had taken the file"
+    (inbox / "doc.txt").write_text(f"New\n\n{GOOD}")  # dropped again meanwhile: the newer version wins
+
+    drain(inbox_settings, engine, inbox)
+
+    assert [text[:3] for _, text in articles(engine)] == ["New"]
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["doc.1.txt", "doc.txt", "doc.txt.meta.yaml"]
+    assert (inbox / "processed" / "doc.txt").read_text().startswith("Old")
+    assert sorted(p.name for p in inbox.iterdir()) == ["processed"]
+
+
+DIES_AFTER_STAGING = """
+import os, signal, sys
+from pathlib import Path
+from pipeline.ingest import inbox as module
+inbox = Path(sys.argv[1])
+with module.DropFolder.locked(inbox) as folder:
+    folder.stage(module.waiting_files(inbox))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+# --- small hostile inputs: line breaks, BOMs, schemes, credentials, /proc -------------------------------------
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("boms", [0, 1, 40])
+def test_front_matter_with_any_line_break_and_boms_is_metadata(newline: str, boms: int) -> None:
+    text = "\ufeff" * boms + newline.join(["---", "title: Hello", "---", "", "Body text."])
+    metadata, body = split_front_matter(text)
+    assert metadata == {"title": "Hello"}
+    assert "title" not in body and body.strip() == "Body text."
+
+
+def test_url_lines_split_on_line_feeds_only() -> None:
+    text = "\ufeffhttp://a.example/1\r\nhttp://b.example/x\x85y\nhttp://c.example/\u2028z\n\x1chttp://d.example/\nHTTPS://E.example/Path\n"
+    lines = url_lines(text)
+    assert [line.number for line in lines] == [1, 2, 3, 4, 5]
+    assert [line.refusal is None for line in lines] == [True, False, False, False, True]
+    assert lines[0].url == "http://a.example/1" and lines[4].url == "https://E.example/Path"
+
+
+@pytest.mark.postgres
+def test_a_password_in_a_url_list_is_not_recorded(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "creds.urls").write_text("http://user:hunter2-SECRET@127.0.0.1:9/a\nhttp://hunter3-SECRET@127.0.0.1:9/b\n")
+    drain(inbox_settings, engine, inbox)
+    rows = error_rows(engine)
+    assert len(rows) == 2 and not any("SECRET" in f"{source} {error}" for source, (_, error) in rows.items())
+    with engine.connect() as conn:
+        assert "SECRET" not in " ".join(conn.scalars(sa.text("SELECT source || error FROM ingest_errors")))
+    assert "SECRET" not in (inbox / "failed" / "creds.urls").read_text()
+
+
+def test_a_link_to_a_file_that_would_block_is_a_clear_error(tmp_path: Path) -> None:
+    if not os.access("/proc/kmsg", os.R_OK):
+        pytest.skip("/proc/kmsg cannot be read here")
+    (tmp_path / "kmsg.txt").symlink_to("/proc/kmsg")
+    with pytest.raises(SourceError, match="would block"):
+        read_file(tmp_path / "kmsg.txt", max_bytes=16)
+
+
+def test_a_stale_postmaster_pid_says_what_to_do(tmp_path: Path) -> None:
+    pgdata = not_a_data_directory(tmp_path)
+    alive = os.getpid()
+    (pgdata / "postmaster.pid").write_text(f"{alive}\n{pgdata}\n0\n1\n\n127.0.0.1\n0 0\nready\n")
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        embedded_database_url(pgdata)
+    message = str(raised.value)
+    assert f"cannot use the embedded Postgres data directory {pgdata}" in message and "postmaster.pid" in message

@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Engine, make_url
 
-from pipeline.errors import DatabaseUnavailableError, disk_full
+from pipeline.errors import DatabaseUnavailableError, describe, disk_full
 from pipeline.settings import Settings
 
 EMBEDDED_DATABASE = "newsflow"
@@ -130,6 +130,8 @@ def embedded_database_url(pgdata: Path) -> str:
         raise (disk_full(error) or unusable_data_directory(pgdata, error)) from error
     except (subprocess.SubprocessError, RuntimeError) as error:  # pg_ctl failed; pgserver's own refusals
         raise embedded_server_failed(pgdata, error) from error
+    except sa.exc.DBAPIError as error:  # the server postmaster.pid names does not answer
+        raise embedded_server_failed(pgdata, error) from error
     return normalise_url(server.get_uri(database=EMBEDDED_DATABASE))
 
 
@@ -147,6 +149,10 @@ def embedded_server_failed(pgdata: Path, error: Exception) -> DatabaseUnavailabl
     if isinstance(error, subprocess.SubprocessError):
         log = pgdata / "log"
         reason = f"the server did not start: {_last_line(log)} (its log: {log})"
+    elif isinstance(error, sa.exc.DBAPIError):
+        pid = pgdata / "postmaster.pid"
+        reason = (f"the server it names does not answer ({describe(error)}); when no Postgres runs on it, {pid} "
+                  "is stale (left by a server that died, its process id now another program's): remove it")  # fmt: skip
     else:
         reason = str(error)
     return DatabaseUnavailableError(f"cannot use the embedded Postgres data directory {pgdata}: {reason}; {WAY_OUT}")

@@ -12,7 +12,10 @@ from pipeline.extract.textutil import clean_inline
 from pipeline.metadata import MetadataError, MetadataLimitError, load_metadata
 from pipeline.models import Block, BlockKind
 
-FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+LINE_BREAK = r"(?:\r\n|\r|\n)"
+FRONT_MATTER = re.compile(
+    rf"\A---[ \t]*{LINE_BREAK}(?P<yaml>.*?){LINE_BREAK}(?:---|\.\.\.)[ \t]*(?:{LINE_BREAK}|\Z)", re.S
+)
 INLINE_TEXT_TYPES = {"text", "code_inline", "html_inline"}
 
 
@@ -20,11 +23,12 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     """Front-matter metadata (string values) and the Markdown body after it. Front matter over the limits of
     YAML metadata (size, depth, aliases) is an ``ExtractError``; text between two ``---`` lines that is not a
     YAML mapping is not front matter but a thematic break and text."""
-    match = FRONT_MATTER.match(text.lstrip("\ufeff"))
+    unmarked = text.lstrip("\ufeff")  # byte-order marks before the front matter
+    match = FRONT_MATTER.match(unmarked)
     if not match:
         return {}, text
     try:
-        return load_metadata(match.group("yaml")), text[match.end() :]
+        return load_metadata(match.group("yaml")), unmarked[match.end() :]
     except MetadataLimitError as error:
         raise ExtractError(f"front matter: {error}") from error
     except MetadataError:

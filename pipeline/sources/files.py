@@ -18,7 +18,7 @@ import io
 import os
 import stat
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from pipeline.errors import SourceError
@@ -42,6 +42,7 @@ SPECIAL_FILE_KINDS = {
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
     stat.S_IFDIR: "a directory",
+    stat.S_IFLNK: "a link",
 }
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
@@ -50,14 +51,25 @@ class NotRegularFileError(SourceError):
     """A name that is a FIFO, a device, a socket or a directory, where a file was expected."""
 
 
-def read_regular(path: Path, max_bytes: int) -> bytes:
-    """At most ``max_bytes + 1`` bytes of a regular file (following links); ``NotRegularFileError`` for
-    anything else, which is never opened. ``OSError`` as the system raises it."""
-    _require_regular(path, os.stat(path).st_mode)
-    descriptor = os.open(path, OPEN_FLAGS)  # non-blocking: a FIFO swapped in after the stat does not hang
+def read_regular(path: Path, max_bytes: int, *, folder: int | None = None, follow_links: bool = True) -> bytes:
+    """At most ``max_bytes + 1`` bytes of a regular file; ``NotRegularFileError`` for anything else, which is
+    never opened. ``folder`` is an open folder that ``path`` is relative to; without ``follow_links`` a link is
+    refused too, even one swapped in after the check (the open does not follow it). ``OSError`` as the system
+    raises it."""
+    _require_regular(path, os.stat(path, dir_fd=folder, follow_symlinks=follow_links).st_mode)
+    flags = OPEN_FLAGS if follow_links else OPEN_FLAGS | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags, dir_fd=folder)  # non-blocking: a FIFO swapped in after the stat
+    except OSError as error:  # does not hang
+        if error.errno == errno.ELOOP and not follow_links:
+            raise NotRegularFileError(f"{path.name} is a link, not a regular file") from error
+        raise
     with os.fdopen(descriptor, "rb") as stream:
         _require_regular(path, os.fstat(descriptor).st_mode)
-        return stream.read(max_bytes + 1)
+        data = stream.read(max_bytes + 1)
+    if data is None:  # a file that says it is regular but would block (/proc/kmsg)
+        raise NotRegularFileError(f"{path.name} would block when read: not a regular file")
+    return data
 
 
 def _require_regular(path: Path, mode: int) -> None:
@@ -119,24 +131,50 @@ def media_type_for(path: Path) -> str | None:
 
 def read_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
     """Read one local document, decompressing ``.gz`` and loading its sidecar; at most ``max_bytes``."""
-    media_type = media_type_for(path)
-    if media_type is None:
-        raise SourceError(f"unsupported file type {path.suffix!r} (expected .txt, .md, .html or .html.gz)")
+    media_type = _media_type_of(path)
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise SourceError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
         body = read_regular(path, max_bytes)  # the size may lie (a growing file)
-        if len(body) > max_bytes:
-            raise SourceError(f"file is over the {max_bytes:,}-byte limit")
     except OSError as error:
         raise SourceError(f"cannot read file: {error.strerror or error}") from error
+    real = path.resolve()
+    return RawDocument(source=storable(str(real)), body=_document_body(path, body, max_bytes),
+                       media_type=media_type, metadata=read_sidecar(real))  # fmt: skip
+
+
+def read_in_folder(folder: int, name: str, *, source: str, max_bytes: int) -> RawDocument:
+    """Read the document ``name`` in the open ``folder`` and its sidecar, following no link (a link is refused,
+    even one swapped in after a check), and name it ``source``; at most ``max_bytes``."""
+    path = Path(name)
+    media_type = _media_type_of(path)
+    try:
+        body = read_regular(path, max_bytes, folder=folder, follow_links=False)
+    except OSError as error:
+        raise SourceError(f"cannot read file: {error.strerror or error}") from error
+    metadata = _sidecar_metadata(path, lambda sidecar, limit: read_regular(sidecar, limit, folder=folder,
+                                                                            follow_links=False))  # fmt: skip
+    return RawDocument(source=storable(source), body=_document_body(path, body, max_bytes), media_type=media_type,
+                       metadata=metadata)  # fmt: skip
+
+
+def _media_type_of(path: Path) -> str:
+    media_type = media_type_for(path)
+    if media_type is None:
+        raise SourceError(f"unsupported file type {path.suffix!r} (expected .txt, .md, .html or .html.gz)")
+    return media_type
+
+
+def _document_body(path: Path, body: bytes, max_bytes: int) -> bytes:
+    """The body read (at most ``max_bytes + 1`` bytes), decompressed; ``SourceError`` when over or empty."""
+    if len(body) > max_bytes:
+        raise SourceError(f"file is over the {max_bytes:,}-byte limit")
     if path.name.lower().endswith(".gz"):
         body = _gunzip(body, max_bytes)
     if not body.strip():
         raise SourceError("empty document")
-    real = path.resolve()
-    return RawDocument(source=storable(str(real)), body=body, media_type=media_type, metadata=read_sidecar(real))
+    return body
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:
@@ -153,9 +191,14 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
 
 def read_sidecar(path: Path) -> Mapping[str, str]:
     """The metadata beside a document (beside the real file, when ``path`` is a link), at most 64 KiB."""
+    return _sidecar_metadata(path, read_regular)
+
+
+def _sidecar_metadata(path: Path, read: Callable[[Path, int], bytes]) -> Mapping[str, str]:
+    """The metadata of the sidecar of ``path``, read by ``read(sidecar, limit)``; {} when there is none."""
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     try:
-        data = read_regular(sidecar, MAX_SIDECAR_BYTES)  # the size a /proc file reports may lie
+        data = read(sidecar, MAX_SIDECAR_BYTES)  # the size a /proc file reports may lie
     except NotRegularFileError as error:
         raise SourceError(f"metadata sidecar {error}") from error
     except OSError as error:
