@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.models import FeedEntry, FeedPoll
+from pipeline.models import FeedEntry, FeedPoll, storable
+
+MAX_TITLE_CHARS = 1000  # a feed's or an entry's title is stored up to this many characters
+MAX_ENTRY_ID_CHARS = 2000
+MAX_NOTE_CHARS = 4000  # last_error, ETag and Last-Modified
+RETRY_POLLS = 3  # an entry that failed in this many runs no longer makes the next poll unconditional
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,25 @@ def unseen(engine: Engine, entries: Iterable[FeedEntry]) -> list[FeedEntry]:
     return [entry for link, entry in by_link.items() if link not in seen]
 
 
+def still_wanted(engine: Engine, entries: list[FeedEntry]) -> int:
+    """How many of ``entries`` (not delivered by this poll) the next poll should see again: all but those whose
+    link has failed in ``RETRY_POLLS`` runs or more, so a link broken for good does not make every poll of its
+    feed unconditional for ever (it is still tried whenever the feed is fetched whole)."""
+    if not entries:
+        return 0
+    with engine.connect() as conn:
+        given_up = set(
+            conn.scalars(
+                sa.text(
+                    "SELECT source FROM ingest_errors WHERE source = ANY(:links) GROUP BY source "
+                    "HAVING count(DISTINCT ingest_run_id) >= :polls"
+                ),
+                {"links": [entry.link for entry in entries], "polls": RETRY_POLLS},
+            )
+        )
+    return sum(1 for entry in entries if entry.link not in given_up)
+
+
 def fresh_first(engine: Engine, entries: list[FeedEntry]) -> list[FeedEntry]:
     """Entries never tried before first, then those that failed in an earlier run: with a cap on entries per
     poll, links that keep failing cannot starve the rest of the feed."""
@@ -65,8 +89,8 @@ def record_entry(
     values = {
         "feed": feed.id,
         "link": entry.link,
-        "entry_id": entry.entry_id,
-        "title": entry.title,
+        "entry_id": bounded(entry.entry_id, MAX_ENTRY_ID_CHARS),
+        "title": bounded(entry.title, MAX_TITLE_CHARS),
         "article": article_id,
         "raw": raw_document_id,
     }
@@ -100,16 +124,25 @@ def finish_poll(
     values = {
         "id": feed.id,
         "status": _status(poll),
-        "error": error or poll_note(poll),
-        "etag": None if deferred else poll.etag if poll else feed.etag,
-        "modified": None if deferred else poll.last_modified if poll else feed.last_modified,
-        "title": poll.title if poll else None,
+        "error": bounded(error or poll_note(poll), MAX_NOTE_CHARS),
+        "etag": bounded(None if deferred else poll.etag if poll else feed.etag, MAX_NOTE_CHARS),
+        "modified": bounded(None if deferred else poll.last_modified if poll else feed.last_modified, MAX_NOTE_CHARS),
+        "title": bounded(poll.title, MAX_TITLE_CHARS) if poll else None,
         "entries": len(poll.entries) if poll else 0,
         "deferred": deferred,
         "skipped": len(poll.skipped) if poll is not None and fetched else None,
     }
     with engine.begin() as conn:
         conn.execute(sa.text(FINISH_POLL), values)
+
+
+def bounded(text: str | None, limit: int) -> str | None:
+    """``text`` as Postgres can store it (``storable``: NUL and lone surrogates escaped), cut to ``limit``
+    characters with an ellipsis."""
+    if text is None:
+        return None
+    clean = storable(text)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def _status(poll: FeedPoll | None) -> str:

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import feedparser
 import yaml
 
 from pipeline.metadata import BoundedLoader, MetadataError
 from pipeline.models import FeedEntry, FeedPoll, RawDocument, SkippedEntry
+from pipeline.sources.feed_parsing import ParseLimits, parse_feed
 from pipeline.sources.http import FEED_TYPES, HTML_TYPES, Fetcher
 from pipeline.sources.pages import is_well_formed_url, normalise_url
 
-MAX_LINK_CHARS = 2000  # longer links are skipped: no index, page or browser takes them
+MAX_LINK_BYTES = 2000  # longer links (UTF-8, once normalised) are skipped: no index, page or browser takes them
 MAX_ID_CHARS = 200  # longer entry ids are named by their digest
 ENTRY_PREFIX = "feed-entry:"
 
@@ -68,36 +68,29 @@ def _yaml_urls(text: str) -> list[str]:
     return [str(item["url"] if isinstance(item, dict) else item).strip() for item in loaded if item]
 
 
-def poll_feed(fetcher: Fetcher, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FeedPoll:
-    """One conditional GET of a feed; a malformed feed still yields the entries feedparser recovered."""
+def poll_feed(
+    fetcher: Fetcher, url: str, *, etag: str | None = None, last_modified: str | None = None, limits: ParseLimits
+) -> FeedPoll:
+    """One conditional GET of a feed, parsed within ``limits``; a malformed feed still yields the entries
+    feedparser recovered."""
     page = fetcher.get(url, accept=FEED_TYPES | HTML_TYPES | {"text/plain"}, etag=etag, last_modified=last_modified)
     if page.not_modified:
         return FeedPoll(url, True, etag=page.etag or etag, last_modified=page.last_modified or last_modified)
     headers = {"content-location": page.final_url}
     if page.media_type:
         headers["content-type"] = page.media_type + (f"; charset={page.charset}" if page.charset else "")
-    parsed = feedparser.parse(page.body, response_headers=headers)
-    problem = _bozo_reason(parsed)
+    parsed = parse_feed(page.body, headers, limits)
     read = [feed_entry(url, entry) for entry in parsed.entries]
     entries = tuple(entry for entry in read if isinstance(entry, FeedEntry))
     skipped = tuple(entry for entry in read if isinstance(entry, SkippedEntry))
-    if problem and not entries:
-        problem = f"{problem} (no entries recovered)"
-    title = parsed.feed.get("title") if hasattr(parsed, "feed") else None
-    return FeedPoll(url, False, entries, page.etag, page.last_modified, title, problem, skipped)
-
-
-def _bozo_reason(parsed: Any) -> str | None:
-    if not parsed.get("bozo"):
-        return None
-    error = parsed.get("bozo_exception")
-    return f"malformed feed: {type(error).__name__}: {error}" if error else "malformed feed"
+    problem = f"{parsed.problem} (no entries recovered)" if parsed.problem and not entries else parsed.problem
+    return FeedPoll(url, False, entries, page.etag, page.last_modified, _text(parsed.title), problem, skipped)
 
 
 def feed_entry(feed_url: str, entry: Any) -> FeedEntry | SkippedEntry:
     """An entry to fetch by its http(s) link, or to take from its inline content, or skipped with the reason."""
     link, title = _http_link(entry), _text(entry.get("title"))
-    if link is not None and len(link) <= MAX_LINK_CHARS:
+    if link is not None and not _too_long(normalise_url(link)):
         return FeedEntry(link=normalise_url(link), title=title, entry_id=_text(entry.get("id")) or link)
     content = _content(entry)
     if content is None:
@@ -130,9 +123,14 @@ def _no_link_reason(entry: Any) -> str:
         return "no link and no content"
     scheme = urlsplit(link).scheme.lower() if ":" in link else ""
     if scheme in {"http", "https"}:
-        kind = "too long" if len(link) > MAX_LINK_CHARS else "malformed"
+        kind = "too long" if _too_long(normalise_url(link)) else "malformed"
         return f"{kind} link {_shown(link)} and no content"
     return f"{scheme + ':' if scheme else 'relative'} link {_shown(link)} is not http(s), and no content"
+
+
+def _too_long(link: str) -> bool:
+    """Over ``MAX_LINK_BYTES`` in UTF-8: 1,900 CJK characters are 17,100 bytes once percent-encoded."""
+    return len(link.encode("utf-8", "surrogatepass")) > MAX_LINK_BYTES
 
 
 def _content(entry: Any) -> tuple[str, str] | None:
@@ -155,7 +153,7 @@ def _inline(name: str, entry: Any, content: tuple[str, str]) -> RawDocument:
             metadata[key] = str(_text(value))
     stamp = entry.get("published_parsed") or entry.get("updated_parsed")
     if stamp:
-        metadata["published"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)
+        metadata["published"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", tuple(stamp))
     return RawDocument(source=name, body=content[0].encode("utf-8", "replace"), media_type=content[1],
                        metadata=metadata)  # fmt: skip
 
