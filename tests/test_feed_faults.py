@@ -21,7 +21,7 @@ from pipeline.ingest.feeds import ingest_feeds
 from pipeline.settings import Settings
 
 from .hostile import HostileServer, hostile_server, respond
-from .test_feeds import GOLD_PAGE, rss
+from .test_feeds import GOLD_PAGE, STORY, atom, atom_entry, rss
 from .test_fetch import article
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,3 +236,52 @@ def test_a_reference_to_a_surrogate_costs_only_itself(
     with engine.connect() as conn:
         titles = sorted(conn.scalars(sa.text("SELECT title FROM feed_entries")))
     assert titles == sorted(f"S{n} \ufffd" for n in range(len(SURROGATES)))
+
+
+def test_an_inline_entry_edited_replaces_its_article_with_or_without_an_id(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    """Before, an entry with an id was never taken again after an edit (its name was seen), and one without an
+    id became a new article at each edit (its name was a digest of its content)."""
+    version = {"n": 1}
+
+    def feed(request: Request) -> Response:
+        body = atom(
+            atom_entry("urn:edited", content=f"<p>Version {version['n']} of it.</p>{STORY}", title="With an id"),
+            atom_entry(None, content=f"<p>Anonymous version {version['n']}.</p>{STORY}", title="Without an id"),
+        )
+        return Response(body, content_type="application/atom+xml")
+
+    site.expect_request("/edited.xml").respond_with_handler(feed)
+    first = ingest_feeds(fetch_settings, engine, [site.url_for("/edited.xml")])
+    unchanged = ingest_feeds(fetch_settings, engine, [site.url_for("/edited.xml")])
+    version["n"] = 2
+    edited = ingest_feeds(fetch_settings, engine, [site.url_for("/edited.xml")])
+    assert (first.loaded, unchanged.seen, edited.seen, edited.replaced, edited.failed) == (2, 0, 2, 2, 0)
+    with engine.connect() as conn:
+        texts = list(conn.scalars(sa.text("SELECT text FROM articles ORDER BY id")))
+        rows = conn.scalar(sa.text("SELECT count(*) FROM feed_entries"))
+    assert len(texts) == 2 and rows == 2
+    assert all("version 2" in text.lower() and "version 1" not in text.lower() for text in texts), texts
+
+
+def test_entries_sharing_an_id_in_one_feed_are_counted_as_skipped(
+    site: HTTPServer, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    """Before, the first of two entries with one id vanished silently and ``entries_seen`` counted both."""
+    site.expect_request("/dup.xml").respond_with_data(
+        atom(
+            atom_entry("urn:twice", content=f"<p>First version.</p>{STORY}", title="One"),
+            atom_entry("urn:twice", content=f"<p>Second, different.</p>{STORY}", title="Two"),
+            atom_entry("urn:linked", link=site.url_for("/talks")),
+            atom_entry("urn:linked-again", link=site.url_for("/talks?utm_source=x")),
+        ),
+        content_type="application/atom+xml",
+    )
+    summary = ingest_feeds(fetch_settings, engine, [site.url_for("/dup.xml")])
+    assert (summary.loaded, summary.failed, summary.feed_entries_skipped) == (2, 0, 2), summary.failures
+    with engine.connect() as conn:
+        feed = conn.execute(sa.text("SELECT entries_seen, entries_skipped, last_error FROM feeds")).one()
+        title = conn.scalar(sa.text("SELECT title FROM articles WHERE source LIKE 'feed-entry:%'"))
+    assert (feed.entries_seen, feed.entries_skipped, title) == (2, 2, "One")
+    assert feed.last_error.count("the same link as an earlier entry") == 2, feed.last_error

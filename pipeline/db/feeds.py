@@ -37,15 +37,31 @@ def claim_feed(engine: Engine, url: str) -> FeedState:
 
 
 def unseen(engine: Engine, entries: Iterable[FeedEntry]) -> list[FeedEntry]:
-    """Entries whose link no feed has delivered yet, in feed order, without repeats."""
-    by_link = {entry.link: entry for entry in entries}
+    """Entries whose link no feed has delivered yet, and entries carried inline whose content changed since
+    they were delivered; in feed order, the first of any repeats."""
+    by_link: dict[str, FeedEntry] = {}
+    for entry in entries:
+        by_link.setdefault(entry.link, entry)
     if not by_link:
         return []
     with engine.connect() as conn:
-        seen = set(
-            conn.scalars(sa.text("SELECT link FROM feed_entries WHERE link = ANY(:links)"), {"links": list(by_link)})
+        rows = conn.execute(
+            sa.text("SELECT link, content_digest FROM feed_entries WHERE link = ANY(:links)"), {"links": list(by_link)}
         )
-    return [entry for link, entry in by_link.items() if link not in seen]
+        seen = {row.link: row.content_digest for row in rows}
+    return [entry for link, entry in by_link.items() if link not in seen or _edited(entry, seen[link])]
+
+
+def _edited(entry: FeedEntry, delivered_digest: str | None) -> bool:
+    """An inline entry delivered with other content (one delivered before digests were kept is not known to)."""
+    digest = content_digest(entry)
+    return digest is not None and delivered_digest is not None and digest != delivered_digest
+
+
+def content_digest(entry: FeedEntry) -> str | None:
+    """An inline entry's version (its content and metadata: ``RawDocument.content_sha256``); None for an entry
+    to fetch."""
+    return entry.content.content_sha256 if entry.content is not None else None
 
 
 def still_wanted(engine: Engine, entries: list[FeedEntry]) -> int:
@@ -82,10 +98,21 @@ def fresh_first(engine: Engine, entries: list[FeedEntry]) -> list[FeedEntry]:
     return [e for e in entries if e.link not in failed] + [e for e in entries if e.link in failed]
 
 
+RECORD_ENTRY = (
+    "INSERT INTO feed_entries (feed_id, link, entry_id, title, article_id, raw_document_id, content_digest) "
+    "VALUES (:feed, :link, :entry_id, :title, :article, :raw, :digest) ON CONFLICT (feed_id, link) DO UPDATE SET "
+    "title = EXCLUDED.title, content_digest = EXCLUDED.content_digest, "
+    "article_id = coalesce(EXCLUDED.article_id, feed_entries.article_id), "
+    "raw_document_id = coalesce(EXCLUDED.raw_document_id, feed_entries.raw_document_id) "
+    "WHERE EXCLUDED.content_digest IS NOT NULL"
+)
+
+
 def record_entry(
     engine: Engine, feed: FeedState, entry: FeedEntry, *, article_id: int | None, raw_document_id: int | None
 ) -> None:
-    """Remember a delivered entry with its article, or with its staged page until that is processed."""
+    """Remember a delivered entry with its article, or with its staged page until that is processed; an inline
+    entry taken again for its new content has its row brought up to date."""
     values = {
         "feed": feed.id,
         "link": entry.link,
@@ -93,15 +120,10 @@ def record_entry(
         "title": bounded(entry.title, MAX_TITLE_CHARS),
         "article": article_id,
         "raw": raw_document_id,
+        "digest": content_digest(entry),
     }
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO feed_entries (feed_id, link, entry_id, title, article_id, raw_document_id) "
-                "VALUES (:feed, :link, :entry_id, :title, :article, :raw) ON CONFLICT (feed_id, link) DO NOTHING"
-            ),
-            values,
-        )
+        conn.execute(sa.text(RECORD_ENTRY), values)
 
 
 MAX_LISTED_SKIPS = 10

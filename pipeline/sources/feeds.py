@@ -7,15 +7,18 @@ plain text with one URL per line (``#`` comments allowed).
 An entry with an http(s) link is fetched from it. An entry without one (none, or ``javascript:``, ``data:``,
 ``mailto:``, …) that carries its content (Atom ``<content>`` or ``<summary>``, RSS ``content:encoded`` or
 ``description``) is ingested from that content, named ``feed-entry:<feed url>#<entry id>``: the id is
-percent-encoded, and replaced by ``sha256:<hex>`` of itself when over 200 characters, or of the title and
-content when the entry has none. The name is scoped to the feed as listed, so it is the same at every poll
-and no other feed can replace the entry by claiming its id. Any other entry is skipped with its reason.
+percent-encoded, and replaced by ``sha256:<hex>`` of itself when over 200 characters, or of the title (of the
+content, when there is no title either) when the entry has none. The name is scoped to the feed as listed, so
+it is the same at every poll, an edit keeps it, and no other feed can replace the entry by claiming its id.
+Any other entry is skipped with its reason, and so is an entry with the same link (or name) as an earlier
+one of the feed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -80,11 +83,24 @@ def poll_feed(
     if page.media_type:
         headers["content-type"] = page.media_type + (f"; charset={page.charset}" if page.charset else "")
     parsed = parse_feed(page.body, headers, limits)
-    read = [feed_entry(url, entry) for entry in parsed.entries]
-    entries = tuple(entry for entry in read if isinstance(entry, FeedEntry))
-    skipped = tuple(entry for entry in read if isinstance(entry, SkippedEntry))
+    entries, skipped = _first_of_each(feed_entry(url, entry) for entry in parsed.entries)
     problem = f"{parsed.problem} (no entries recovered)" if parsed.problem and not entries else parsed.problem
     return FeedPoll(url, False, entries, page.etag, page.last_modified, _text(parsed.title), problem, skipped)
+
+
+def _first_of_each(read: Iterable[FeedEntry | SkippedEntry]) -> tuple[tuple[FeedEntry, ...], tuple[SkippedEntry, ...]]:
+    """The usable entries, the first of each link (or name) only, and the skipped ones: those that cannot be
+    used, and the repeats, with their reasons."""
+    entries: dict[str, FeedEntry] = {}
+    skipped: list[SkippedEntry] = []
+    for entry in read:
+        if isinstance(entry, SkippedEntry):
+            skipped.append(entry)
+        elif entry.link in entries:
+            skipped.append(SkippedEntry(_shown(entry.entry_id), "the same link as an earlier entry of the feed"))
+        else:
+            entries[entry.link] = entry
+    return tuple(entries.values()), tuple(skipped)
 
 
 def feed_entry(feed_url: str, entry: Any) -> FeedEntry | SkippedEntry:
@@ -95,14 +111,15 @@ def feed_entry(feed_url: str, entry: Any) -> FeedEntry | SkippedEntry:
     content = _content(entry)
     if content is None:
         return SkippedEntry(_shown(_text(entry.get("id")) or title or "an entry"), _no_link_reason(entry))
-    name = entry_name(feed_url, _text(entry.get("id")), f"{title}\0{content[0]}")
+    name = entry_name(feed_url, _text(entry.get("id")), f"title\0{title}" if title else f"content\0{content[0]}")
     inline = _inline(name, entry, content)
     return FeedEntry(link=name, title=title, entry_id=_text(entry.get("id")) or name, content=inline)
 
 
 def entry_name(feed_url: str, entry_id: str | None, fallback: str) -> str:
     """The stable name of an entry carried inline: ``feed-entry:<feed url>#<percent-encoded id>``, or the
-    digest of a long id, or of ``fallback`` (title and content) when there is no id."""
+    digest of a long id, or of ``fallback`` when there is no id (its title, which stays when the content is
+    edited; its content when it has no title either)."""
     key = quote(entry_id, safe=":/?@!$&'()*+,;=-._~", errors="surrogatepass") if entry_id else None
     if key is None or len(key) > MAX_ID_CHARS:
         key = "sha256:" + hashlib.sha256((entry_id or fallback).encode("utf-8", "surrogatepass")).hexdigest()
