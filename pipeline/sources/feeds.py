@@ -68,6 +68,9 @@ def _yaml_urls(text: str) -> list[str]:
         loaded = loaded.get("feeds", [])
     if not isinstance(loaded, list):
         raise FeedListError("the feed list must be a list of URLs, or of mappings with a url")
+    nameless = [item for item in loaded if isinstance(item, dict) and "url" not in item]
+    if nameless:
+        raise FeedListError(f"the feed list has an entry without a url: {_shown(str(nameless[0]))}")
     return [str(item["url"] if isinstance(item, dict) else item).strip() for item in loaded if item]
 
 
@@ -105,10 +108,10 @@ def _first_of_each(read: Iterable[FeedEntry | SkippedEntry]) -> tuple[tuple[Feed
 
 def feed_entry(feed_url: str, entry: Any) -> FeedEntry | SkippedEntry:
     """An entry to fetch by its http(s) link, or to take from its inline content, or skipped with the reason."""
-    link, title = _http_link(entry), _text(entry.get("title"))
+    title, content = _text(entry.get("title")), _content(entry)
+    link = _http_link(entry, pages_only=content is not None)
     if link is not None and not _too_long(normalise_url(link)):
         return FeedEntry(link=normalise_url(link), title=title, entry_id=_text(entry.get("id")) or link)
-    content = _content(entry)
     if content is None:
         return SkippedEntry(_shown(_text(entry.get("id")) or title or "an entry"), _no_link_reason(entry))
     name = entry_name(feed_url, _text(entry.get("id")), f"title\0{title}" if title else f"content\0{content[0]}")
@@ -126,12 +129,21 @@ def entry_name(feed_url: str, entry_id: str | None, fallback: str) -> str:
     return f"{ENTRY_PREFIX}{feed_url}#{key}"
 
 
-def _http_link(entry: Any) -> str | None:
-    """The entry's link, or else its first alternate link, that is a well-formed http(s) URL."""
-    links = [entry.get("link")] + [
-        item.get("href") for item in entry.get("links", []) if item.get("rel") == "alternate"
-    ]
-    return next((str(link).strip() for link in links if link and is_well_formed_url(str(link).strip())), None)
+def _http_link(entry: Any, *, pages_only: bool) -> str | None:
+    """The first well-formed http(s) URL among the entry's link, its alternate links and its Atom
+    ``<content src>``; with ``pages_only`` (the entry carries its content), only one not declared as another
+    type than HTML, so a link to a PDF does not win over the story itself."""
+    alternates = [item for item in entry.get("links", []) if item.get("rel") == "alternate"]
+    types = {str(item.get("href")).strip(): item.get("type") for item in alternates if item.get("href")}
+    sources = [detail.get("src") for detail in entry.get("content", [])]
+    links = [str(link).strip() for link in [entry.get("link"), *types, *sources] if isinstance(link, str)]
+    usable = (link for link in links if is_well_formed_url(link))
+    return next((link for link in usable if not pages_only or _page_type(types.get(link))), None)
+
+
+def _page_type(media_type: Any) -> bool:
+    """No declared type, or an HTML one."""
+    return not media_type or str(media_type).split(";")[0].strip().lower() in HTML_TYPES
 
 
 def _no_link_reason(entry: Any) -> str:
