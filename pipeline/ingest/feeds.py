@@ -5,7 +5,10 @@ reason; a malformed feed's recovered entries are still taken, and the other feed
 unchanged feed costs one 304, and entries already delivered are never fetched again. One poll takes at most
 ``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order with links that failed before last, within
 ``NEWSFLOW_FEED_POLL_SECONDS`` from the poll's start (checked before each entry is fetched, on the settings'
-clock); the rest wait for the next poll, neither failed nor delivered. Entries carried inline are taken from
+clock); the rest wait for the next poll, neither failed nor delivered, and so do entries tried but not
+delivered until they have failed in three runs (the next poll is sent unconditionally, so a 304 cannot hide
+them). The feed is parsed in a child process within the lesser of ``NEWSFLOW_DOCUMENT_SECONDS`` and what is
+left of the poll's budget, under ``NEWSFLOW_FEED_PARSE_MEMORY_MB``. Entries carried inline are taken from
 their content; entries with neither a usable link nor content are counted as skipped, and listed in the feed's
 ``last_error``. With ``stage_only`` the entries go into the raw store for ``news_process`` instead of being
 loaded.
