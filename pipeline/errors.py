@@ -50,6 +50,12 @@ class FetchDeferredError(FetchError):
     """The server asked to be asked again later than this fetch may wait: try the URL at the next poll."""
 
 
+class FeedError(DocumentError, ValueError):
+    """A feed cannot be used: too costly to parse (over its memory or time limit), or unparseable."""
+
+    default_stage = "feed"
+
+
 class ExtractError(DocumentError, ValueError):
     """The document's body or metadata cannot be extracted."""
 

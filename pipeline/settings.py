@@ -40,6 +40,7 @@ class Settings:
     inbox_path: Path | None = None
     feed_max_entries: int = 200
     feed_poll_seconds: float = 600.0  # total time budget of one feed's poll; the entries left wait for the next
+    feed_parse_memory_mb: int = 512  # address space of the child process that parses one feed
     batch_size: int = 32  # documents per nlp.pipe pass and per load transaction
     document_seconds: float = 60.0  # time budget of one document's extraction, and of its analysis
     quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
@@ -88,6 +89,7 @@ class Settings:
             inbox_path=Path(inbox) if (inbox := env.get("NEWSFLOW_INBOX")) else None,
             feed_max_entries=max(1, int(env.get("NEWSFLOW_FEED_MAX_ENTRIES") or 200)),
             feed_poll_seconds=float(env.get("NEWSFLOW_FEED_POLL_SECONDS") or 600),
+            feed_parse_memory_mb=max(64, int(env.get("NEWSFLOW_FEED_PARSE_MEMORY_MB") or 512)),
             batch_size=max(1, int(env.get("NEWSFLOW_BATCH_SIZE") or 32)),
             document_seconds=float(env.get("NEWSFLOW_DOCUMENT_SECONDS") or 60),
             quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),

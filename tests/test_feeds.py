@@ -14,8 +14,9 @@ from werkzeug import Request, Response
 
 from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.staged import process_pending
+from pipeline.models import FeedEntry
 from pipeline.settings import Settings
-from pipeline.sources.feeds import FeedListError, read_feed_list
+from pipeline.sources.feeds import FeedListError, feed_entry, read_feed_list
 
 from .test_fetch import article
 
@@ -112,6 +113,10 @@ def test_feed_list_formats(tmp_path: Path) -> None:
     bad.write_text("ftp://nope\n", encoding="utf-8")
     with pytest.raises(FeedListError, match="not http"):
         read_feed_list(bad)
+    nameless = tmp_path / "nameless.yaml"  # before: a bare KeyError
+    nameless.write_text("- {name: x}\n- {url: [https://a.example/rss]}\n", encoding="utf-8")
+    with pytest.raises(FeedListError, match=r"without a url: .*name"):
+        read_feed_list(nameless)
 
 
 def test_a_feed_list_of_yaml_aliases_is_refused_not_expanded(tmp_path: Path) -> None:
@@ -310,3 +315,22 @@ def test_the_scheduled_path_stages_inline_entries_and_processes_them(
         sources = set(conn.scalars(sa.text("SELECT source FROM articles")))
         delivered = set(conn.scalars(sa.text("SELECT link FROM feed_entries WHERE raw_document_id IS NOT NULL")))
     assert sources == {f"feed-entry:{feed_url}#tag:example.org,2024:staged", site.url_for("/talks")} == delivered
+
+
+def test_an_entry_points_at_its_page_by_content_src_and_its_inline_content_beats_a_link_to_a_pdf() -> None:
+    """Atom ``<content src>`` is the entry's page (before: skipped as "urn: link … is not http(s)"); an
+    alternate link declared as another type than HTML does not win over the entry's own content (before: the PDF
+    was fetched, and failed, at every poll)."""
+    by_src = {"id": "urn:a", "link": "urn:a", "content": [{"src": "https://e.example/story", "type": "text/html"}]}
+    assert feed_entry("https://e.example/feed", by_src) == FeedEntry("https://e.example/story", None, "urn:a")
+    pdf = {
+        "id": "urn:b",
+        "link": "urn:b",
+        "links": [{"rel": "alternate", "type": "application/pdf", "href": "https://e.example/b.pdf"}],
+        "content": [{"type": "text/html", "value": "<p>The story itself.</p>"}],
+    }
+    inline = feed_entry("https://e.example/feed", pdf)
+    assert isinstance(inline, FeedEntry) and inline.content is not None
+    assert inline.link == "feed-entry:https://e.example/feed#urn:b"
+    without_content = feed_entry("https://e.example/feed", {**pdf, "content": []})
+    assert isinstance(without_content, FeedEntry) and without_content.link == "https://e.example/b.pdf"

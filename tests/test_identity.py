@@ -35,6 +35,7 @@ TAKEN = [
     ("http://127.0.0.1:8000/a", "http://127.0.0.1:9000/b"),  # the same IP
     ("http://[::1]:8000/a", "http://[0:0::1]/b"),  # the same IPv6 address, written differently
     ("http://a.intranet/a", "http://a.intranet/b"),  # a name under no known suffix: the same host only
+    ("https://alice.wordpress.com/a", "https://www.alice.wordpress.com/b"),  # one tenant's own subdomains
 ]
 REFUSED = [
     ("https://news.example.com/a", "https://other.com/a"),
@@ -55,6 +56,13 @@ REFUSED = [
     ("https://example.com/a", "https://user:pw@example.com/a"),  # credentials are no identity
     ("http://a.intranet/a", "http://b.intranet/a"),
     ("https://example.com/a", "https://example.com.evil.com/a"),
+    # multi-tenant hosts the bundled PSL lacks: each tenant is a site of its own (pipeline/sources/data)
+    ("https://alice.wordpress.com/a", "https://bob.wordpress.com/a"),
+    ("https://alice.substack.com/p/a", "https://bob.substack.com/p/a"),
+    ("https://alice.medium.com/a", "https://bob.medium.com/a"),
+    ("https://alice.tumblr.com/post/1", "https://bob.tumblr.com/post/1"),
+    ("https://alice.tumblr.com/post/1", "https://tumblr.com/post/1"),
+    ("https://news.alice.ghost.io/a", "https://bob.ghost.io/a"),
 ]
 
 
@@ -106,3 +114,32 @@ def test_a_page_on_another_host_cannot_replace_an_article_by_claiming_its_url(
         a_text = conn.scalar(sa.text("SELECT text FROM articles WHERE source = :s"), {"s": a_url})
     assert articles == {a_url: a_url, b_url: b_url}
     assert "original story" in a_text and "impostor" not in a_text
+
+
+PAGE = "https://example.com/page"
+NOT_CANONICAL = {
+    "in a comment": '<!-- <link rel="canonical" href="https://example.com/other"> -->',
+    "in a script string": '<script>var s = \'<link rel="canonical" href="https://example.com/other">\';</script>',
+    "in a style sheet's title": '<link title="rel=canonical" rel="stylesheet" href="https://example.com/style.css">',
+    "a rel that only contains the word": '<link rel="noncanonical" href="https://example.com/other">',
+    "in a template": '<template><link rel="canonical" href="https://example.com/other"></template>',
+}
+
+
+@pytest.mark.parametrize("head", NOT_CANONICAL.values(), ids=list(NOT_CANONICAL))
+def test_only_a_link_element_whose_rel_has_the_canonical_token_names_the_page(head: str) -> None:
+    """Before, a regular expression took a canonical from a comment, a script string or a stylesheet link."""
+    assert canonical_url(PAGE, article(head).encode()) == PAGE
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        '<link rel="canonical" data-href="https://example.com/decoy" href="https://example.com/real">',
+        '<LINK REL="Alternate Canonical" HREF="/real">',
+        "<link rel=canonical href=https://example.com/real>",
+        '<!-- <link rel="canonical" href="https://example.com/decoy"> --><link rel="canonical" href="/real">',
+    ],
+)
+def test_the_canonical_is_the_href_attribute_of_the_first_canonical_link(head: str) -> None:
+    assert canonical_url(PAGE, article(head).encode()) == "https://example.com/real"

@@ -5,7 +5,10 @@ reason; a malformed feed's recovered entries are still taken, and the other feed
 unchanged feed costs one 304, and entries already delivered are never fetched again. One poll takes at most
 ``NEWSFLOW_FEED_MAX_ENTRIES`` new entries, in feed order with links that failed before last, within
 ``NEWSFLOW_FEED_POLL_SECONDS`` from the poll's start (checked before each entry is fetched, on the settings'
-clock); the rest wait for the next poll, neither failed nor delivered. Entries carried inline are taken from
+clock); the rest wait for the next poll, neither failed nor delivered, and so do entries tried but not
+delivered until they have failed in three runs (the next poll is sent unconditionally, so a 304 cannot hide
+them). The feed is parsed in a child process within the lesser of ``NEWSFLOW_DOCUMENT_SECONDS`` and what is
+left of the poll's budget, under ``NEWSFLOW_FEED_PARSE_MEMORY_MB``. Entries carried inline are taken from
 their content; entries with neither a usable link nor content are counted as skipped, and listed in the feed's
 ``last_error``. With ``stage_only`` the entries go into the raw store for ``news_process`` instead of being
 loaded.
@@ -25,6 +28,7 @@ from pipeline.ingest.staged import stage_inputs
 from pipeline.ingest.step import batches, ingest_batch, read
 from pipeline.models import Failure, FeedEntry, FeedPoll
 from pipeline.settings import Settings
+from pipeline.sources.feed_parsing import MIB, ParseLimits
 from pipeline.sources.feeds import poll_feed
 
 
@@ -49,7 +53,7 @@ def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
     assert engine is not None
     deadline = run.settings.clock() + run.settings.feed_poll_seconds
     feed = feed_store.claim_feed(engine, url)
-    poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed))
+    poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed, deadline))
     if isinstance(poll, Failure):
         feed_store.finish_poll(engine, feed, None, error=poll.error)
         return
@@ -58,9 +62,10 @@ def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
     run.summary.feed_entries_skipped += len(poll.skipped)
     entries = [] if poll.not_modified else feed_store.fresh_first(engine, feed_store.unseen(engine, poll.entries))
     tried = _take(run, entries[: run.settings.feed_max_entries], deadline, stage_only=stage_only)
-    _record_delivered(run, feed, tried)
-    run.summary.feed_entries_deferred += len(entries) - len(tried)
-    feed_store.finish_poll(engine, feed, poll, deferred=len(entries) - len(tried))
+    delivered = _record_delivered(run, feed, tried)
+    waiting = feed_store.still_wanted(engine, [entry for entry in entries if entry.link not in delivered])
+    run.summary.feed_entries_deferred += waiting
+    feed_store.finish_poll(engine, feed, poll, deferred=waiting)
 
 
 def _take(run: Run, entries: list[FeedEntry], deadline: float, *, stage_only: bool) -> list[FeedEntry]:
@@ -87,18 +92,34 @@ def _read_in_time(run: Run, entries: list[FeedEntry], deadline: float, tried: li
             yield Input(entry.link, raw=raw)
 
 
-def _poll(run: Run, url: str, feed: feed_store.FeedState) -> FeedPoll:
+def _poll(run: Run, url: str, feed: feed_store.FeedState, deadline: float) -> FeedPoll:
+    limits = _parse_limits(run.settings, deadline)
     try:
-        return poll_feed(run.fetcher, url, etag=feed.etag, last_modified=feed.last_modified)
+        return poll_feed(run.fetcher, url, etag=feed.etag, last_modified=feed.last_modified, limits=limits)
     except FetchError as error:
         raise FetchError(str(error), stage="feed") from error
 
 
-def _record_delivered(run: Run, feed: feed_store.FeedState, entries: list[FeedEntry]) -> None:
-    """Remember the entries that made it, with their article or staged page."""
-    assert run.engine is not None
-    for entry in entries:
-        article_id = run.summary.articles.get(entry.link)
-        raw_id = run.summary.raw_documents.get(entry.link)
-        if article_id is not None or raw_id is not None:
-            feed_store.record_entry(run.engine, feed, entry, article_id=article_id, raw_document_id=raw_id)
+def _parse_limits(settings: Settings, deadline: float) -> ParseLimits:
+    """The feed's parse may take the document budget, or what is left of the poll's if that is less (a
+    second at least, so a feed fetched at the last moment is still read)."""
+    left = max(1.0, deadline - settings.clock())
+    seconds = min(left, settings.document_seconds) if settings.document_seconds > 0 else left
+    return ParseLimits(seconds=seconds, memory_bytes=settings.feed_parse_memory_mb * MIB)
+
+
+def _record_delivered(run: Run, feed: feed_store.FeedState, entries: list[FeedEntry]) -> set[str]:
+    """Remember the entries that made it, with their article or staged page; their links. Each entry's row is
+    written inside the document boundary: what the database refuses about one is that entry's error."""
+    made_it = [e for e in entries if e.link in run.summary.articles or e.link in run.summary.raw_documents]
+    return {entry.link for entry in made_it if _record_entry(run, feed, entry)}
+
+
+def _record_entry(run: Run, feed: feed_store.FeedState, entry: FeedEntry) -> bool:
+    """Whether the entry's row was written (inside the boundary: a refusal is the entry's error row)."""
+    engine = run.engine
+    assert engine is not None
+    article_id, raw_id = run.summary.articles.get(entry.link), run.summary.raw_documents.get(entry.link)
+    recorded = guarded(run, Input(entry.link), "feed", lambda: feed_store.record_entry(
+        engine, feed, entry, article_id=article_id, raw_document_id=raw_id))  # fmt: skip
+    return not isinstance(recorded, Failure)

@@ -1,6 +1,7 @@
 """Pages: fetch an article page and name it by its canonical URL.
 
-The canonical URL is the page's ``<link rel="canonical">`` when it names a
+The canonical URL is the page's ``<link rel="canonical">`` (found by an HTML parser, so never in a comment,
+a script or a template; ``rel`` must hold the token, the attribute must be ``href``) when it names a
 well-formed http(s) URL on the page's own site (``sites.same_site``: the same
 registrable domain as the final URL), else the final URL after redirects,
 normalised by courlan (host lower-cased, fragment and tracking parameters such
@@ -11,17 +12,16 @@ canonical on another site is kept as the ``declared_canonical`` metadata only.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urljoin, urlsplit
 
 import courlan
+import lxml.etree  # type: ignore[import-untyped]  # lxml ships no type hints
+import lxml.html  # type: ignore[import-untyped]
 
 from pipeline.models import RawDocument
 from pipeline.sources.http import HTML_TYPES, Fetcher, Page
 from pipeline.sources.sites import same_site
 
-CANONICAL_LINK = re.compile(rb"""<link\b[^>]*\brel\s*=\s*["']?canonical["']?[^>]*>""", re.IGNORECASE)
-HREF = re.compile(rb"""\bhref\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 HEAD_BYTES = 256 * 1024
 
 
@@ -34,10 +34,27 @@ def canonical_url(page_url: str, body: bytes) -> str:
 
 def declared_canonical(page_url: str, body: bytes) -> str | None:
     """The well-formed http(s) canonical URL the page declares, absolute and normalised, wherever it points."""
-    link = CANONICAL_LINK.search(body[:HEAD_BYTES])
-    href = HREF.search(link.group(0)) if link else None
-    declared = _absolute(page_url, href.group(1).decode("utf-8", "ignore").strip()) if href else None
+    href = canonical_href(body[:HEAD_BYTES])
+    declared = _absolute(page_url, href.strip()) if href else None
     return normalise_url(declared) if declared and is_well_formed_url(declared) else None
+
+
+def canonical_href(html: bytes) -> str | None:
+    """The ``href`` attribute of the first ``<link>`` element whose ``rel`` holds the token ``canonical``, as an
+    HTML parser sees the document: not in a comment, a script, a style or a template, not ``data-href``, not a
+    ``title`` that spells ``rel=canonical``."""
+    if b"canonical" not in html.lower():
+        return None  # the usual page without one is not parsed
+    try:
+        root = lxml.html.document_fromstring(html, parser=lxml.html.HTMLParser(encoding="utf-8", no_network=True))
+    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
+        return None
+    for link in root.iter("link"):
+        rel = str(link.get("rel") or "").lower().split()
+        inert = any(ancestor.tag == "template" for ancestor in link.iterancestors())
+        if "canonical" in rel and not inert and link.get("href"):
+            return str(link.get("href"))
+    return None
 
 
 def _absolute(page_url: str, href: str) -> str | None:
