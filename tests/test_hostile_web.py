@@ -431,3 +431,44 @@ def test_an_honest_large_body_decodes_whole(coding: str, chunk: int) -> None:
         body = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}[name](body)
     parts = [body[i : i + chunk] for i in range(0, len(body), chunk)]
     assert _decode(parts, coding) == data
+
+
+# Found by the second round of red-teaming.
+
+
+def test_a_validator_that_cannot_be_sent_back_is_left_out(server: HostileServer) -> None:
+    """An obs-text ETag (allowed by RFC 9110) stored from one poll made every later poll fail before sending."""
+    server.route("/feed", respond(200, PAGE))
+    with Fetcher(POLICY) as fetcher:
+        for etag, modified in [('"caf\xe9"', "\xff\xfe"), ('"' + "x" * 200_000 + '"', None)]:
+            assert fetcher.get(server.url("/feed"), etag=etag, last_modified=modified).body == PAGE
+
+
+def test_a_huge_location_is_refused_before_robots_txt_is_asked(server: HostileServer) -> None:
+    rule = b"Disallow:/*ab\n"
+    server.route("/robots.txt", respond(200, b"User-agent: *\n" + rule * (512 * 1024 // len(rule))))
+    server.route("/p", respond(302, b"", {"Location": "/" + "a" * 65000}))
+    started = time.monotonic()
+    with Fetcher(replace(POLICY, respect_robots=True)) as fetcher, pytest.raises(FetchError, match="at most 8,192"):
+        fetcher.get(server.url("/p"))
+    assert time.monotonic() - started < POLICY.deadline + 1.0
+
+
+def test_a_robots_txt_that_starts_with_a_bom_is_obeyed(server: HostileServer) -> None:
+    server.route(
+        "/robots.txt", respond(200, b"\xef\xbb\xbfUser-agent: *\nDisallow: /\n", {"Content-Type": "text/plain"})
+    )
+    server.route("/page", respond(200, PAGE))
+    with Fetcher(replace(POLICY, respect_robots=True)) as fetcher, pytest.raises(FetchError, match="disallowed"):
+        fetcher.get(server.url("/page"))
+
+
+def test_a_robots_txt_that_asks_to_come_back_later_defers_the_page(server: HostileServer) -> None:
+    """Not "robots.txt unreachable" for the rest of the run: the page is deferred, and robots.txt asked again."""
+    answers = iter([respond(429, b"", {"Retry-After": "999999"}), respond(404, b"")])
+    server.route("/robots.txt", lambda connection: next(answers)(connection))
+    server.route("/page", respond(200, PAGE))
+    with Fetcher(replace(POLICY, respect_robots=True, deadline=30.0)) as fetcher:
+        with pytest.raises(FetchDeferredError):
+            fetcher.get(server.url("/page"))
+        assert fetcher.get(server.url("/page")).body == PAGE

@@ -42,6 +42,8 @@ FEED_TYPES = frozenset(
 )
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
 ACCEPTED_ENCODINGS = "gzip, deflate, br"
+MAX_URL_CHARS = 8192  # per hop: a Location of 65,000 characters made robots.txt matching take seconds
+MAX_VALIDATOR_CHARS = 1024
 RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
@@ -188,10 +190,10 @@ class Fetcher:
         """GET ``url`` following at most ``max_redirects`` redirects, all within the total deadline; raise
         ``FetchError`` with the reason (``FetchDeferredError`` when the server asks to come back later)."""
         headers = {"Accept": ", ".join(sorted(accept)) + ", */*;q=0.1"}
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
+        if _sendable(etag):
+            headers["If-None-Match"] = str(etag)
+        if _sendable(last_modified):
+            headers["If-Modified-Since"] = str(last_modified)
         want = _Want(accept, self.policy.max_bytes, self.policy.attempts)
         with fetch_deadline(self.policy.deadline, self._clock):
             return self._accepted(url, self._follow(url, headers, want))
@@ -203,7 +205,12 @@ class Fetcher:
         current = url
         try:
             for _ in range(self.policy.max_redirects + 1):
+                if len(current) > MAX_URL_CHARS:
+                    raise _failure(
+                        current[:200] + "…", f"a URL of {len(current):,} characters (at most {MAX_URL_CHARS:,})"
+                    )
                 self._check(current, want)
+                _check_deadline(current, "asking robots.txt")
                 page = self._with_retries(current, headers, want)
                 if page.status not in REDIRECT_STATUSES:
                     return page
@@ -268,7 +275,12 @@ class Fetcher:
         return float(min(self.policy.backoff_seconds * 2 ** (state.attempt_number - 1), 30.0))
 
     def _request_once(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
-        with self._gate.turn(url, self._sleep), self._client.stream("GET", url, headers=headers) as response:
+        with self._gate.turn(url, self._sleep):
+            return self._exchange(url, headers, want)
+
+    def _exchange(self, url: str, headers: Mapping[str, str], want: _Want) -> Page:
+        """One request and its response, once the host's gate has let it through."""
+        with self._client.stream("GET", url, headers=headers, timeout=self._timeout()) as response:
             self._check_peer(url, response)
             status = response.status_code
             if status in RETRY_STATUSES:
@@ -285,6 +297,12 @@ class Fetcher:
             body = self._read_capped(url, response, want) if status < 300 else b""
             etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
             return Page(url, str(response.url), status, body, media_type, charset, etag, modified)
+
+    def _timeout(self) -> httpx.Timeout:
+        """The policy's timeouts, with the wait for a pooled connection no longer than the deadline left."""
+        deadline = current_deadline()
+        left = self.policy.read_timeout if deadline is None else max(0.001, deadline.remaining())
+        return httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout, pool=left)
 
     def _retry_or_defer(self, url: str, status: int, retry_after: float | None) -> Exception:
         """A retry, or a deferral when the server asks for a wait longer than the cap or the deadline left."""
@@ -353,12 +371,14 @@ class Fetcher:
         want = _Want(frozenset(), ROBOTS_MAX_BYTES, attempts=1, truncate=True, ask_robots=False)
         try:
             page = self._follow(origin + "/robots.txt", {}, want)
+        except FetchDeferredError:
+            raise  # the site asks us to come back later: the page is deferred too, and nothing is cached
         except FetchError as error:
             expired = (deadline := current_deadline()) is not None and deadline.expired()
             return _Robots(None, f"robots.txt unreachable: {error.reason}", timed_out=expired)
         if page.status >= 500:
             return _Robots(None, f"robots.txt unreachable: HTTP {page.status}")
-        rules = page.body.decode("utf-8", "replace") if page.status < 400 else ""
+        rules = page.body.decode("utf-8-sig", "replace") if page.status < 400 else ""  # a BOM is no rule
         return _Robots(Protego.parse(rules), None)
 
 
@@ -387,11 +407,19 @@ def _timed_out(url: str, doing: str) -> FetchError:
     return _failure(url, f"timed out: over the {seconds}total deadline ({doing})")
 
 
-def _check_deadline(url: str) -> None:
-    """Raise the timeout when the current fetch's deadline has passed (while a body is decoded)."""
+def _check_deadline(url: str, doing: str = "reading the body") -> None:
+    """Raise the timeout when the current fetch's deadline has passed."""
     deadline = current_deadline()
     if deadline is not None and deadline.expired():
-        raise _timed_out(url, "reading the body")
+        raise _timed_out(url, doing)
+
+
+def _sendable(validator: str | None) -> bool:
+    """An ETag or Last-Modified worth sending back: visible ASCII, of a sane length (a server once sent
+    ``"caf\xe9"``: sent back, it failed every later poll before a request went out)."""
+    if not validator:
+        return False
+    return len(validator) <= MAX_VALIDATOR_CHARS and validator.isascii() and validator.isprintable()
 
 
 def _content_type(value: str | None) -> tuple[str | None, str | None]:
