@@ -14,6 +14,7 @@ loaded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
@@ -48,19 +49,23 @@ def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
     engine = run.engine
     assert engine is not None
     deadline = run.settings.clock() + run.settings.feed_poll_seconds
-    feed = feed_store.claim_feed(engine, url)
+    feed = run.retrying(lambda: feed_store.claim_feed(engine, url))
     poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed))
     if isinstance(poll, Failure):
-        feed_store.finish_poll(engine, feed, None, error=poll.error)
+        run.retrying(lambda: feed_store.finish_poll(engine, feed, None, error=poll.error))
         return
     if poll.problem:
         run.fail(Input(url), Failure(url, "feed", poll.problem))
     run.summary.feed_entries_skipped += len(poll.skipped)
-    entries = [] if poll.not_modified else feed_store.fresh_first(engine, feed_store.unseen(engine, poll.entries))
+    entries = (
+        []
+        if poll.not_modified
+        else run.retrying(lambda: feed_store.fresh_first(engine, feed_store.unseen(engine, poll.entries)))
+    )
     tried = _take(run, entries[: run.settings.feed_max_entries], deadline, stage_only=stage_only)
     _record_delivered(run, feed, tried)
     run.summary.feed_entries_deferred += len(entries) - len(tried)
-    feed_store.finish_poll(engine, feed, poll, deferred=len(entries) - len(tried))
+    run.retrying(lambda: feed_store.finish_poll(engine, feed, poll, deferred=len(entries) - len(tried)))
 
 
 def _take(run: Run, entries: list[FeedEntry], deadline: float, *, stage_only: bool) -> list[FeedEntry]:
@@ -96,9 +101,12 @@ def _poll(run: Run, url: str, feed: feed_store.FeedState) -> FeedPoll:
 
 def _record_delivered(run: Run, feed: feed_store.FeedState, entries: list[FeedEntry]) -> None:
     """Remember the entries that made it, with their article or staged page."""
-    assert run.engine is not None
+    engine = run.engine
+    assert engine is not None
     for entry in entries:
         article_id = run.summary.articles.get(entry.link)
         raw_id = run.summary.raw_documents.get(entry.link)
         if article_id is not None or raw_id is not None:
-            feed_store.record_entry(run.engine, feed, entry, article_id=article_id, raw_document_id=raw_id)
+            run.retrying(
+                partial(feed_store.record_entry, engine, feed, entry, article_id=article_id, raw_document_id=raw_id)
+            )
