@@ -30,8 +30,9 @@ corpus = test_faults.corpus
 pytestmark = pytest.mark.postgres
 
 BOUND = 3  # NEWSFLOW_DB_RECONNECT_SECONDS in these tests
-# detection (the watchdog's interval and its probe's connect timeout), then the bound and one more probe
-ALLOWED = WATCH_INTERVAL_SECONDS + 2 * CONNECT_TIMEOUT_SECONDS + BOUND + 15
+# detection (two looks of the watchdog, its probe's connect timeout), the loader's one retry, the wait for the
+# database (the bound, one probe), the try at writing the run's row: four connect timeouts in all
+ALLOWED = 2 * WATCH_INTERVAL_SECONDS + 4 * CONNECT_TIMEOUT_SECONDS + BOUND + 10
 
 
 @pytest.fixture
