@@ -41,7 +41,10 @@ EXIT_SOME_FAILED = 1
 EXIT_DATABASE = 3
 
 app = typer.Typer(
-    help="Newsflow: ingest news into Postgres as sections and facts.", no_args_is_help=True, add_completion=False
+    help="Newsflow: ingest news into Postgres as sections and facts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # a traceback never prints the settings (the database URL) it held
 )
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -92,6 +95,7 @@ class _Request:
     feed_urls: list[str]
     workers: int
     done: list[int] = field(default_factory=lambda: [0])  # sources with an outcome so far
+    feeds_done: list[bool] = field(default_factory=lambda: [False])  # the feed run ended
 
     def count(self, documents: int = 1) -> None:
         self.done[0] += documents
@@ -99,8 +103,10 @@ class _Request:
 
 def _stop_message(error: SystemicError, request: _Request) -> str:
     """Why the run stopped; a lost database connection says how many documents were not loaded, in plain words."""
-    if isinstance(error, DatabaseConnectionLostError) and request.sources:
-        return str(DatabaseConnectionLostError.for_documents(max(0, len(request.sources) - request.done[0])))
+    if isinstance(error, DatabaseConnectionLostError):
+        feeds_left = 0 if request.feeds_done[0] else len(request.feed_urls)
+        not_loaded = max(0, len(request.sources) - request.done[0])
+        return str(DatabaseConnectionLostError.for_documents(not_loaded, feeds_left))
     return str(error)
 
 
@@ -109,7 +115,9 @@ def _run_ingest(settings: Settings, engine: Engine, request: _Request) -> Iterat
     with _progress() as progress:
         if request.feed_urls:
             task = progress.add_task("polling feeds", total=None)
-            yield ingest_feeds(settings, engine, request.feed_urls, on_document=lambda _s: progress.advance(task))
+            summary = ingest_feeds(settings, engine, request.feed_urls, on_document=lambda _s: progress.advance(task))
+            request.feeds_done[0] = True
+            yield summary
         if request.sources:
             task = progress.add_task("ingesting", total=len(request.sources))
             advance = partial(_advance, progress, task, request)

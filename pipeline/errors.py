@@ -87,10 +87,14 @@ class DatabaseConnectionLostError(DatabaseUnavailableError):
     time (``NEWSFLOW_DB_RECONNECT_SECONDS``), and retries what was in flight; this stops the run when it does not."""
 
     @classmethod
-    def for_documents(cls, not_loaded: int) -> DatabaseConnectionLostError:
-        """The plain sentence the command line ends with, counting the documents the run did not load."""
+    def for_documents(cls, not_loaded: int, feeds_left: int = 0) -> DatabaseConnectionLostError:
+        """The plain sentence the command line ends with, counting the documents the run did not load (and the
+        feeds whose new entries it did not finish)."""
         documents = "1 document was" if not_loaded == 1 else f"{not_loaded} documents were"
-        return cls(f"the database connection was lost; {documents} not loaded; run the same command again to finish")
+        feeds = "1 feed was" if feeds_left == 1 else f"{feeds_left} feeds were"
+        left = f"{feeds} not finished" if feeds_left and not not_loaded else f"{documents} not loaded"
+        left += f" and {feeds} not finished" if feeds_left and not_loaded else ""
+        return cls(f"the database connection was lost; {left}; run the same command again to finish")
 
 
 class ModelNotFoundError(SystemicError):

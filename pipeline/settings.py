@@ -24,7 +24,7 @@ class Settings:
     """Everything configurable, in one place (see docs/configuration.md)."""
 
     project_root: Path
-    database_url: str | None
+    database_url: str | None = field(repr=False)  # it may carry a password: a repr never shows it
     data_dir: Path
     spacy_model: str
     feeds_path: Path | None

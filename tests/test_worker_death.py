@@ -83,6 +83,34 @@ def test_workers_die_with_a_killed_parent_and_write_nothing_after(
     engine.dispose()
 
 
+def test_an_interrupted_parent_stops_its_workers_at_once_and_its_row_counts_what_was_stored(
+    make_database: MakeDatabase, pages: list[Path]
+) -> None:
+    """SIGINT (or any exception) in the parent alone: the workers do not finish the batches in hand."""
+    url = make_database()
+    engine = create_engine(url)
+    env = {**os.environ, "NEWSFLOW_DATABASE_URL": url, "NEWSFLOW_BATCH_SIZE": "6"}
+    parent = subprocess.Popen([NEWSFLOW, "ingest", "--workers", "2", *map(str, pages)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    workers = busy_workers(parent, engine)
+    parent.send_signal(signal.SIGINT)
+    at_signal = articles(engine)
+    parent.wait(timeout=60)
+    deadline = time.monotonic() + 3
+    while not all(gone(worker) for worker in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [worker.pid for worker in workers if not gone(worker)] == []
+    time.sleep(2)
+    with engine.connect() as conn:
+        status, loaded = conn.execute(sa.text("SELECT status, documents_loaded FROM ingest_runs")).one()
+    stored = articles(engine)
+    engine.dispose()
+    print(f"interrupted: {at_signal} stored at the signal, {stored} in the end, the run's row says {loaded}")
+    # the workers end at once: at most a batch whose commit was already on its way lands (one batch is 6)
+    assert stored - at_signal < 6, f"{stored - at_signal} articles were written after the interrupt"
+    assert status == "stopped" and loaded == stored < len(pages)
+
+
 def test_the_watchdog_sees_the_lifeline_close_and_the_parent_change() -> None:
     """The mechanism that covers non-Linux systems and a parent that died before ``prctl``, without killing."""
     reader, writer = multiprocessing.Pipe(duplex=False)

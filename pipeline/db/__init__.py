@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from pipeline.db.engine import check_connection, create_engine, database_url
-from pipeline.db.migrations import apply_migrations
+from pipeline.db.migrations import Waits, apply_migrations
 from pipeline.settings import Settings
 
 
@@ -15,4 +15,4 @@ def open_database(settings: Settings) -> tuple[Engine, list[str]]:
     url = database_url(settings)
     engine = create_engine(url)
     check_connection(engine)
-    return engine, apply_migrations(url, settings.sql_dir)
+    return engine, apply_migrations(url, settings.sql_dir, waits=Waits(reconnect=settings.db_reconnect_seconds))

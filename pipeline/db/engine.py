@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Engine, make_url
 
+from pipeline.db.watchdog import watch
 from pipeline.errors import DatabaseUnavailableError, describe, disk_full
 from pipeline.settings import Settings
 
@@ -99,10 +100,34 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def libpq_url(url: str) -> str:
-    """The URL as psql and other libpq tools want it (no SQLAlchemy driver)."""
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq_url(url: str, *, timeouts: bool = False) -> str:
+    """The URL as psql and other libpq tools want it (no SQLAlchemy driver); with ``timeouts``, carrying the
+    connection options every Newsflow connection has (``connect_options``) as query parameters."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if timeouts:
+        parsed = parsed.update_query_dict(connect_options(url))
+    return parsed.render_as_string(hide_password=False)
+
+
+# A server that accepts and then says nothing, a dead host or a cut network never hang a connection: connecting
+# gives up after CONNECT_TIMEOUT_SECONDS; an idle connection is probed after 5 s of silence, every 2 s, and
+# dropped after 3 unanswered probes; data the server's host does not acknowledge within 10 s drops it too.
+# (A server whose processes are frozen on a live host still acknowledges: ``watchdog`` covers that case.)
+CONNECT_TIMEOUT_SECONDS = 10
+CONNECT_OPTIONS = {
+    "connect_timeout": str(CONNECT_TIMEOUT_SECONDS),
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+
+
+def connect_options(url: str) -> dict[str, str]:
+    """The libpq options every connection carries (``CONNECT_OPTIONS``), but for those the URL sets itself."""
+    given = {key.lower() for key in make_url(url.replace("postgres://", "postgresql://", 1)).query}
+    return {key: value for key, value in CONNECT_OPTIONS.items() if key not in given}
 
 
 @lru_cache(maxsize=4)
@@ -191,8 +216,13 @@ def _create_database_if_missing(admin_url: str, name: str) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """An engine on psycopg2 that checks connections before use (the server may restart)."""
-    return sa.create_engine(normalise_url(url), pool_pre_ping=True, pool_size=2, max_overflow=2)
+    """An engine on psycopg2 that checks connections before use (the server may restart), whose connections
+    carry ``connect_options`` and are watched for a server that stops answering (``watchdog``)."""
+    normalised = normalise_url(url)
+    options = connect_options(normalised)
+    engine = sa.create_engine(normalised, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=options)
+    watch(engine, options)
+    return engine
 
 
 def check_connection(engine: Engine) -> None:
@@ -267,12 +297,35 @@ def is_systemic(error: BaseException) -> bool:
         code = getattr(current, "pgcode", None)
         if isinstance(code, str) and (code.startswith(SYSTEMIC_SQLSTATE_CLASSES) or code in SYSTEMIC_SQLSTATES):
             return True
+        if isinstance(current, psycopg2.Error) and code is None and refused_at_connect(current):
+            return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
+
+
+# What the server says, in a libpq error without SQLSTATE, when it refuses this login for good: waiting
+# does not help a wrong password, a missing role or database, or a client the server does not let in.
+REFUSED_AT_CONNECT = re.compile(
+    r"password authentication failed|authentication failed for user|role \S+ does not exist"
+    r"|database \S+ does not exist|no pg_hba\.conf entry|pg_hba\.conf rejects|no password supplied"
+    r"|permission denied for database|not permitted to log in|invalid connection option"
+    r"|SCRAM authentication requires|server does not support SSL"
+)
+
+
+def retry_at_once(error: BaseException) -> bool:
+    """A transient error worth an immediate retry: not a connection attempt that timed out (the server does not
+    answer at all; the run waits for it, a bounded time, instead of spending a connect timeout per retry)."""
+    return is_transient(error) and "timeout expired" not in str(error)
+
+
+def refused_at_connect(error: BaseException) -> bool:
+    """A connection attempt refused for a reason that waiting does not change (libpq gives it no SQLSTATE)."""
+    return bool(REFUSED_AT_CONNECT.search(str(error)))
 
 
 def _transient_driver_error(error: psycopg2.Error) -> bool:
     code = error.pgcode
     if code is None:  # raised by libpq itself: the connection broke or was already closed
-        return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+        return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not refused_at_connect(error)
     return code.startswith("08") or code in TRANSIENT_SQLSTATES

@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from pipeline.db import raw_store
 from pipeline.db.bulk import Row, copy_rows, in_order, insert_values
-from pipeline.db.engine import is_systemic, is_transient
+from pipeline.db.engine import is_systemic, is_transient, retry_at_once
 from pipeline.errors import describe
 from pipeline.models import Document, RawDocument, name_key
 
@@ -86,7 +86,7 @@ def _load_alone(engine: Engine, item: LoadItem, options: LoadOptions) -> LoadRes
 
 
 @retry(
-    retry=retry_if_exception(is_transient),
+    retry=retry_if_exception(retry_at_once),
     stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
     wait=wait_exponential(multiplier=0.2, max=5),
     reraise=True,

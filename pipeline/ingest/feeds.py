@@ -17,6 +17,7 @@ loaded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
@@ -52,20 +53,25 @@ def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
     engine = run.engine
     assert engine is not None
     deadline = run.settings.clock() + run.settings.feed_poll_seconds
-    feed = feed_store.claim_feed(engine, url)
+    feed = run.retrying(lambda: feed_store.claim_feed(engine, url))
     poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed, deadline))
     if isinstance(poll, Failure):
-        feed_store.finish_poll(engine, feed, None, error=poll.error)
+        run.retrying(lambda: feed_store.finish_poll(engine, feed, None, error=poll.error))
         return
     if poll.problem:
         run.fail(Input(url), Failure(url, "feed", poll.problem))
     run.summary.feed_entries_skipped += len(poll.skipped)
-    entries = [] if poll.not_modified else feed_store.fresh_first(engine, feed_store.unseen(engine, poll.entries))
+    entries = (
+        []
+        if poll.not_modified
+        else run.retrying(lambda: feed_store.fresh_first(engine, feed_store.unseen(engine, poll.entries)))
+    )
     tried = _take(run, entries[: run.settings.feed_max_entries], deadline, stage_only=stage_only)
     delivered = _record_delivered(run, feed, tried)
-    waiting = feed_store.still_wanted(engine, [entry for entry in entries if entry.link not in delivered])
+    undelivered = [entry for entry in entries if entry.link not in delivered]
+    waiting = run.retrying(lambda: feed_store.still_wanted(engine, undelivered))
     run.summary.feed_entries_deferred += waiting
-    feed_store.finish_poll(engine, feed, poll, deferred=waiting)
+    run.retrying(lambda: feed_store.finish_poll(engine, feed, poll, deferred=waiting))
 
 
 def _take(run: Run, entries: list[FeedEntry], deadline: float, *, stage_only: bool) -> list[FeedEntry]:
@@ -120,6 +126,6 @@ def _record_entry(run: Run, feed: feed_store.FeedState, entry: FeedEntry) -> boo
     engine = run.engine
     assert engine is not None
     article_id, raw_id = run.summary.articles.get(entry.link), run.summary.raw_documents.get(entry.link)
-    recorded = guarded(run, Input(entry.link), "feed", lambda: feed_store.record_entry(
-        engine, feed, entry, article_id=article_id, raw_document_id=raw_id))  # fmt: skip
+    record = partial(feed_store.record_entry, engine, feed, entry, article_id=article_id, raw_document_id=raw_id)
+    recorded = guarded(run, Input(entry.link), "feed", lambda: run.retrying(record))
     return not isinstance(recorded, Failure)

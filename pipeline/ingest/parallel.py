@@ -9,7 +9,8 @@ then are the suspects: they are run again one document at a time, one at a time,
 culprit is found, recorded as failed ("its worker process died"), and every other document is still loaded.
 
 Workers die with the parent (``lifeline``): a killed run leaves nothing writing, and the next run closes it
-as abandoned.
+as abandoned. A parent that stops on its own (an interrupt, any exception) closes the lifeline first, so its
+workers end at once and nothing is written after the run's row says where it stopped.
 """
 
 from __future__ import annotations
@@ -76,11 +77,23 @@ def _pool(settings: Settings, workers: int) -> Iterator[ProcessPoolExecutor]:
     reader, writer = context.Pipe(duplex=False)
     try:
         start = (settings, os.getpid(), reader)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=start) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=start)
+        try:
             yield pool
+        except BaseException:
+            _abandon(pool, writer)
+            raise
+        pool.shutdown(wait=True)
     finally:
         reader.close()
         writer.close()
+
+
+def _abandon(pool: ProcessPoolExecutor, lifeline: Connection) -> None:
+    """The parent stops (an interrupt, an error): close the lifeline, so every worker ends at once, its open
+    transaction rolled back, instead of finishing the batch in hand; then drop the work not started."""
+    lifeline.close()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _drain(

@@ -34,6 +34,7 @@ from pipeline.settings import Settings
 from pipeline.sources import Fetcher
 
 Progress = Callable[[str], None]
+LOST = "the database connection was lost"
 T = TypeVar("T")
 
 
@@ -181,6 +182,14 @@ class Run:
         if self.engine is None or not wait_for_database(engine_probe(self.engine), self.backoff):
             raise DatabaseConnectionLostError(f"the database connection was lost: {describe(lost)}") from lost
 
+    def retrying(self, work: Callable[[], T]) -> T:
+        """``work()`` (idempotent), done again once the database answers after the connection was lost (within
+        ``NEWSFLOW_DB_RECONNECT_SECONDS``); database errors as the ``SystemicError`` they amount to."""
+        assert self.engine is not None
+        engine = self.engine
+        with database_errors():
+            return reconnecting(engine, self.backoff, work)
+
     def succeed(self, item: Input, outcome: str, document: Document | None = None) -> None:
         """An input that made it: loaded, replaced, unchanged or staged (with the document's counts when loaded)."""
         if document is not None and outcome in {"loaded", "replaced"}:
@@ -225,9 +234,16 @@ def _finish(engine: Engine, summary: RunSummary, backoff: Backoff) -> None:
     did not finish when it stopped early. A run stopped because the database went away may not be able to, and
     says so through its error; the next run closes its row as abandoned."""
     if summary.stop_reason is not None:
-        with suppress(Exception):  # the error that stopped the run is the one to report
+
+        def release_and_finish() -> None:
             raw_store.release(engine, summary.run_id)
             runs.finish_run(engine, summary.run_id, summary.record())
+
+        with suppress(Exception):  # the error that stopped the run is the one to report
+            if summary.stop_reason.startswith(LOST):  # waited for already: one more try
+                release_and_finish()
+            else:
+                reconnecting(engine, backoff, release_and_finish)
         return
     with database_errors():
         reconnecting(engine, backoff, lambda: runs.finish_run(engine, summary.run_id, summary.record()))

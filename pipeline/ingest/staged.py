@@ -13,6 +13,7 @@ run takes such documents one at a time, so only the culprit dies again, and once
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
@@ -46,13 +47,22 @@ def _claim(run: Run, policy: ClaimPolicy, room: int) -> list[raw_store.StoredVer
     """One document a dead process left behind, alone (if it kills this process too, nothing else dies with it),
     else a batch of never-tried ones. Left-behind documents go first, so a long backlog cannot starve them."""
     assert run.engine is not None
-    left_behind = raw_store.claim(run.engine, policy, limit=1, fresh=False)
-    return left_behind or raw_store.claim(run.engine, policy, limit=min(run.settings.batch_size, room), fresh=True)
+    engine = run.engine
+    return run.retrying(lambda: _claim_next(engine, policy, min(run.settings.batch_size, room)))
+
+
+def _claim_next(engine: Engine, policy: ClaimPolicy, size: int) -> list[raw_store.StoredVersion]:
+    """Between batches this run holds no claim it is working on: what a claim lost with its connection took is
+    given back first, so trying again claims nothing twice and counts no attempt that did not happen."""
+    raw_store.release(engine, policy.run_id)
+    left_behind = raw_store.claim(engine, policy, limit=1, fresh=False)
+    return left_behind or raw_store.claim(engine, policy, limit=size, fresh=True)
 
 
 def _quarantine(run: Run, policy: ClaimPolicy) -> None:
     assert run.engine is not None
-    for source, reason in raw_store.quarantine(run.engine, policy):
+    engine = run.engine
+    for source, reason in run.retrying(lambda: raw_store.quarantine(engine, policy)):
         run.fail(Input(source), Failure(source, "process", reason))
 
 
@@ -60,10 +70,10 @@ def reprocess(
     settings: Settings, engine: Engine, *, sources: list[str] | None = None, trigger: str = "reprocess"
 ) -> RunSummary:
     """Re-derive the facts of stored articles (all, or those whose source or URL is given) from their raw bytes."""
-    ids = raw_store.stored_ids(engine, sources=sources)
     with open_run(settings, engine, trigger=trigger) as run:
+        ids = run.retrying(lambda: raw_store.stored_ids(engine, sources=sources))
         for chunk in batches(ids, settings.batch_size):
-            versions = raw_store.versions(engine, chunk)
+            versions = run.retrying(partial(raw_store.versions, engine, chunk))
             ingest_batch(run, [Input(version.source, stored=version) for version in versions], force=True)
     return run.summary
 

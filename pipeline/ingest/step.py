@@ -211,7 +211,8 @@ def _loaded(run: Run, value: Input, document: Document, result: LoadResult | Loa
         return
     run.summary.articles[value.name] = result.article_id
     if value.claimed_raw_id is not None and run.engine is not None:
-        raw_store.close(run.engine, value.claimed_raw_id, article_id=result.article_id)
+        engine, raw_id = run.engine, value.claimed_raw_id
+        run.retrying(lambda: raw_store.close(engine, raw_id, article_id=result.article_id))
     run.succeed(value, result.status, document)
 
 
