@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from pipeline.db import open_database
 from pipeline.errors import SystemicError
 from pipeline.ingest import RunSummary
-from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.feeds import stage_feeds
 from pipeline.ingest.inbox import drain_inbox as drain
 from pipeline.ingest.inbox import has_leftovers, waiting_files
 from pipeline.ingest.staged import process_pending, reprocess
@@ -60,7 +60,7 @@ def feed_batches(settings: Settings, *, size: int = FEEDS_PER_TASK) -> list[list
 def fetch_feeds(settings: Settings, feed_urls: list[str], *, trigger: str = "airflow") -> dict[str, int]:
     """Poll a batch of feeds and fetch their new entries into the raw store."""
     engine = ready_engine(settings)
-    summary = ingest_feeds(settings, engine, feed_urls, trigger=trigger, stage_only=True)
+    summary = stage_feeds(settings, engine, feed_urls, trigger=trigger)
     fetched = summary.staged + summary.unchanged
     feed_failures = [f for f in summary.failures if f.stage == "feed"]
     pages_tried = fetched + len(summary.failures) - len(feed_failures)

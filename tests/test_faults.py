@@ -26,7 +26,7 @@ from pipeline.db.digest import content_digest
 from pipeline.db.engine import create_engine
 from pipeline.ingest import ingest
 from pipeline.ingest import staged as stages
-from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.feeds import stage_feeds
 from pipeline.ingest.staged import process_pending
 from pipeline.settings import Settings
 from pipeline.sources.http import Fetcher, FetchError, FetchPolicy
@@ -130,8 +130,8 @@ def test_a_processing_task_retried_after_a_partial_run_duplicates_nothing(
     feed = rss(*(httpserver.url_for(f"/story/{n}") for n in range(5)))
     httpserver.expect_request("/feed.xml").respond_with_data(feed, content_type="application/rss+xml")
     feeds = [httpserver.url_for("/feed.xml")]
-    ingest_feeds(settings, engine, feeds, stage_only=True)
-    ingest_feeds(settings, engine, feeds, stage_only=True)  # the fetch task retried: nothing new is staged
+    stage_feeds(settings, engine, feeds)
+    stage_feeds(settings, engine, feeds)  # the fetch task retried: nothing new is staged
 
     real_process = stages.ingest_batch
     calls: list[int] = []
@@ -151,7 +151,7 @@ def test_a_processing_task_retried_after_a_partial_run_duplicates_nothing(
 
     clean_url = make_database()
     clean = create_engine(clean_url)
-    ingest_feeds(replace(settings, database_url=clean_url), clean, feeds, stage_only=True)
+    stage_feeds(replace(settings, database_url=clean_url), clean, feeds)
     process_pending(replace(settings, database_url=clean_url), clean)
     assert content_digest(engine) == content_digest(clean)
     clean.dispose()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.feeds import ingest_feeds, stage_feeds
 from pipeline.ingest.staged import process_pending
 from pipeline.models import FeedEntry
 from pipeline.settings import Settings
@@ -307,7 +307,7 @@ def test_the_scheduled_path_stages_inline_entries_and_processes_them(
              atom_entry("urn:linked", link=site.url_for("/talks")), atom_entry("urn:void", link="mailto:x@y.z")),
         content_type="application/atom+xml",
     )  # fmt: skip
-    staged = ingest_feeds(fetch_settings, engine, [feed_url], stage_only=True)
+    staged = stage_feeds(fetch_settings, engine, [feed_url])
     assert (staged.staged, staged.failed, staged.extra()["skipped"]) == (2, 0, 1)
     processed = process_pending(fetch_settings, engine)
     assert (processed.loaded, processed.failed) == (2, 0)

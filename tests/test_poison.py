@@ -21,7 +21,7 @@ from pipeline.cli import app
 from pipeline.db.digest import content_digest
 from pipeline.db.engine import create_engine
 from pipeline.errors import SystemicError
-from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.feeds import stage_feeds
 from pipeline.ingest.inbox import drain_inbox, waiting_files
 from pipeline.ingest.staged import process_pending, reprocess
 from pipeline.settings import Settings
@@ -207,7 +207,7 @@ def test_the_staged_path_processes_everything_after_the_poison(
     urls = site(pages)
     httpserver.expect_request("/feed.xml").respond_with_data(rss(*urls), content_type="application/rss+xml")
     feed = [httpserver.url_for("/feed.xml")]
-    ingest_feeds(poison_settings, engine, feed, stage_only=True)
+    stage_feeds(poison_settings, engine, feed)
     summary = process_pending(poison_settings, engine)
     assert summary.failed == len([p for p in pages if p.stage in {"extract", "facts"}])
     pages = [replace(p, stage="stage") if p.stage == "load" else p for p in pages]  # its row fails at staging

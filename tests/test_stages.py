@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 
 from pipeline.ingest import ingest
-from pipeline.ingest.feeds import ingest_feeds
+from pipeline.ingest.feeds import stage_feeds
 from pipeline.ingest.staged import process_pending, reprocess
 from pipeline.settings import Settings
 
@@ -39,7 +39,7 @@ def test_staged_pages_wait_then_become_articles(
     feed = rss(httpserver.url_for("/talks"), httpserver.url_for("/empty"))
     httpserver.expect_request("/feed.xml").respond_with_data(feed, content_type="application/rss+xml")
 
-    fetched = ingest_feeds(fetch_settings, engine, [httpserver.url_for("/feed.xml")], stage_only=True)
+    fetched = stage_feeds(fetch_settings, engine, [httpserver.url_for("/feed.xml")])
     assert (fetched.staged, fetched.loaded) == (2, 0)
     assert count(engine, "SELECT count(*) FROM raw_documents WHERE processed_at IS NULL") == 2
     assert count(engine, "SELECT count(*) FROM articles") == 0

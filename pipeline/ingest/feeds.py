@@ -10,8 +10,8 @@ delivered until they have failed in three runs (the next poll is sent unconditio
 them). The feed is parsed in a child process within the lesser of ``NEWSFLOW_DOCUMENT_SECONDS`` and what is
 left of the poll's budget, under ``NEWSFLOW_FEED_PARSE_MEMORY_MB``. Entries carried inline are taken from
 their content; entries with neither a usable link nor content are counted as skipped, and listed in the feed's
-``last_error``. With ``stage_only`` the entries go into the raw store for ``news_process`` instead of being
-loaded.
+``last_error``. ``stage_feeds`` puts the entries into the raw store for ``news_process`` instead of
+loading them.
 """
 
 from __future__ import annotations
@@ -40,12 +40,19 @@ def ingest_feeds(
     *,
     trigger: str = "cli",
     on_document: Progress | None = None,
-    stage_only: bool = False,
 ) -> RunSummary:
-    """Poll every feed and ingest its new entries, in one run (only into the raw store with ``stage_only``)."""
+    """Poll every feed and ingest its new entries, in one run."""
     with open_run(settings, engine, trigger=trigger, on_document=on_document) as run:
         for url in feed_urls:
-            _ingest_feed(run, url, stage_only=stage_only)
+            _ingest_feed(run, url, stage_only=False)
+    return run.summary
+
+
+def stage_feeds(settings: Settings, engine: Engine, feed_urls: Iterable[str], *, trigger: str = "cli") -> RunSummary:
+    """Poll every feed and put its new entries into the raw store for ``news_process``, in one run."""
+    with open_run(settings, engine, trigger=trigger) as run:
+        for url in feed_urls:
+            _ingest_feed(run, url, stage_only=True)
     return run.summary
 
 

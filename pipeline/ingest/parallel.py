@@ -54,13 +54,12 @@ def ingest_parallel(
     inputs: Iterable[str],
     *,
     workers: int,
-    trigger: str = "cli",
     on_batch: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Ingest with ``workers`` processes; ``on_batch`` hears how many inputs each finished batch held."""
     check_model(settings.spacy_model)
     queue = deque(_Work(values) for values in batches(inputs, settings.batch_size))
-    with open_run(settings, engine, trigger=trigger) as run:
+    with open_run(settings, engine, trigger="cli") as run:
         barren = 0  # pools in a row that broke before finishing anything
         while queue:
             with _pool(settings, workers) as pool:
