@@ -38,6 +38,7 @@ class Settings:
     fetch_host_interval: float = 1.0
     fetch_attempts: int = 4
     inbox_path: Path | None = None
+    inbox_drain_seconds: float = 1800.0  # total time budget of one inbox drain; what is left waits for the next
     feed_max_entries: int = 200
     feed_poll_seconds: float = 600.0  # total time budget of one feed's poll; the entries left wait for the next
     feed_parse_memory_mb: int = 512  # address space of the child process that parses one feed
@@ -87,6 +88,7 @@ class Settings:
             fetch_host_interval=float(env.get("NEWSFLOW_FETCH_HOST_INTERVAL") or 1.0),
             fetch_attempts=int(env.get("NEWSFLOW_FETCH_ATTEMPTS") or 4),
             inbox_path=Path(inbox) if (inbox := env.get("NEWSFLOW_INBOX")) else None,
+            inbox_drain_seconds=float(env.get("NEWSFLOW_INBOX_DRAIN_SECONDS") or 1800),
             feed_max_entries=max(1, int(env.get("NEWSFLOW_FEED_MAX_ENTRIES") or 200)),
             feed_poll_seconds=float(env.get("NEWSFLOW_FEED_POLL_SECONDS") or 600),
             feed_parse_memory_mb=max(64, int(env.get("NEWSFLOW_FEED_PARSE_MEMORY_MB") or 512)),

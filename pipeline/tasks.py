@@ -81,9 +81,10 @@ def reprocess_articles(settings: Settings, sources: list[str] | None, *, trigger
 
 
 def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> dict[str, Any]:
-    """Ingest every document and URL list dropped in ``inbox``, then move each to ``processed/`` or ``failed/``."""
+    """Ingest every document and URL list dropped in ``inbox``, then move each to ``processed/`` or ``failed/``;
+    ``left`` counts the files and URL lines left for the next drain when its time budget ran out."""
     files = waiting_files(inbox)
     if not files and not has_leftovers(inbox):
-        return {"files": 0, **RunSummary(run_id=0).extra()}
+        return {"files": 0, **RunSummary(run_id=0).extra(), "left": 0}
     summary = drain(settings, ready_engine(settings), files, inbox=inbox, trigger=trigger)
-    return {"files": len(files), **summary.extra()}
+    return {"files": len(files), **summary.extra(), "left": summary.inbox_left}

@@ -8,6 +8,7 @@ user cannot write to.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from pipeline.ingest import RunSummary
 from pipeline.ingest.inbox import drain_inbox, url_lines, waiting_files
 from pipeline.metadata import MAX_ALIASES, MAX_DEPTH, MAX_METADATA_BYTES, MetadataError, load_metadata
 from pipeline.settings import Settings
+from pipeline.sources.drop_folder import STAGING_MARKER, numbered
 from pipeline.sources.files import expand_inputs, read_file
 
 from . import poison
@@ -433,6 +435,11 @@ def meanwhile(site: HTTPServer, act: Callable[[], None]) -> str:
     return site.url_for("/busy")
 
 
+def staged(inbox: Path) -> list[str]:
+    """What waits in the inbox's staging folders (but the drain's marker)."""
+    return sorted(p.name for p in inbox.glob(".draining-*/*") if p.name != STAGING_MARKER)
+
+
 def swap_for_link(inbox: Path, name: str, target: Path) -> None:
     """Replace every file called ``name`` in the inbox and under it (a staging folder) by a link to ``target``."""
     for path in [inbox / name, *inbox.glob(f".*/{name}"), *inbox.glob(f"*/{name}")]:
@@ -590,7 +597,7 @@ def test_a_squatter_put_in_the_way_during_a_drain_costs_a_row_and_nothing_else(
     drain(inbox_settings, engine, inbox)
 
     assert "could not file it away" in error_rows(engine)["a.urls"][1]
-    assert [p.name for p in inbox.glob(".draining-*/*")] == ["a.urls"], "it waits in staging"
+    assert staged(inbox) == ["a.urls"], "it waits in staging"
     drain(inbox_settings, engine, inbox)
     assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["a.urls", "failed"]
     assert "# line 2: not an http(s) URL" in (inbox / "failed" / "a.urls").read_text()
@@ -744,3 +751,176 @@ def test_a_stale_postmaster_pid_says_what_to_do(tmp_path: Path) -> None:
         embedded_database_url(pgdata)
     message = str(raised.value)
     assert f"cannot use the embedded Postgres data directory {pgdata}" in message and "postmaster.pid" in message
+
+
+# --- red-team round 3: names that are not UTF-8, a drain's time budget, folder sidecars, hard links, fake staging
+
+
+@pytest.mark.postgres
+def test_a_name_that_is_not_utf8_is_refused_filed_and_blocks_nothing(
+    inbox_settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    bad = [b"bad\xff.txt", b"\xfe" * 251 + b".txt", b"list\xc3.urls", b"half\xe2\x82.html.gz"]
+    for _ in range(2):  # the second time each name is taken in failed/: the numbered names are cut in bytes
+        for name in bad:
+            with open(os.path.join(os.fsencode(inbox), name), "wb") as stream:
+                stream.write(b"http://127.0.0.1:9/x\n" if name.endswith(b".urls") else f"Bad\n\n{GOOD}".encode())
+        (inbox / "good.txt").write_text(f"Good\n\n{GOOD}")
+        summary = drain(inbox_settings, engine, inbox)
+        assert summary.failed == len(bad)
+
+    assert len(articles(engine)) == 1
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source, stage, error FROM ingest_errors")).all()
+    assert len(rows) == 2 * len(bad) and {row.stage for row in rows} == {"inbox"}
+    assert all("not valid UTF-8" in row.error for row in rows)
+    assert sum(row.source.endswith("/bad\\udcff.txt") for row in rows) == 2, "stored escaped"
+    failed = [os.fsencode(p.name) for p in (inbox / "failed").iterdir()]
+    assert len(failed) == 2 * len(bad) and all(len(name) <= 255 for name in failed)
+    assert b"bad\xff.txt" in failed and b"bad\xff.1.txt" in failed
+    assert sorted(p.name for p in inbox.iterdir()) == ["failed", "processed"], "nothing waits in staging"
+
+
+def test_numbered_names_are_cut_in_bytes_whatever_the_name() -> None:
+    for raw in [b"\xff" * 300 + b".txt", "é".encode() * 200 + b".html.gz", b"a\xff" * 200]:
+        name = os.fsdecode(raw)
+        for number in (0, 1, 12345):
+            cut = numbered(name, number, 200)
+            assert len(os.fsencode(cut)) <= 200 and cut.endswith(name[-3:] if number == 0 else "")
+    assert numbered("é" * 200 + ".txt", 1, 11) == "éé.1.txt"  # no half character left at the cut
+
+
+class FakeClock:
+    """A clock that only moves when told: a fetch of ``/tick/N`` takes ``step`` seconds of it."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+        self.fetched: list[str] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, request: Request) -> Response:
+        self.fetched.append(request.path)
+        self.now += self.step
+        return Response(f"<html><body><article><h1>{request.path}</h1><p>{GOOD}</p></article></body></html>",
+                        content_type="text/html")  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_a_drain_stops_at_its_time_budget_and_the_next_takes_up_the_rest(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    clock = FakeClock(step=10.0)
+    site.expect_request(re.compile(r"/tick/\d+")).respond_with_handler(clock.tick)
+    urls = [site.url_for(f"/tick/{n}") for n in range(6)]
+    (inbox / "a.urls").write_text("# six slow pages\n" + "\n".join([*urls[:3], "nope", *urls[3:]]) + "\n")
+    (inbox / "z.txt").write_text(f"Later\n\n{GOOD}")
+    budget = replace(inbox_settings, inbox_drain_seconds=25.0, clock=clock)
+
+    first = drain_inbox(budget, engine, waiting_files(inbox), inbox=inbox)
+
+    assert clock.fetched == [f"/tick/{n}" for n in range(3)], "nothing is fetched once the budget is spent"
+    assert first.loaded == 3 and first.failed == 1 and first.inbox_left == 4  # 3 lines and z.txt
+    assert set(error_rows(engine)) == {"a.urls:5"}, "what is left waits without an error"
+    assert (inbox / "processed" / "a.urls").read_text() == "".join(f"{url}\n" for url in urls[:3])
+    assert "nope" in (inbox / "failed" / "a.urls").read_text()
+    assert staged(inbox) == ["a.urls", "z.txt"], "left in staging"
+    assert (inbox / ".ring").exists(), "the doorbell rings again for the next drain"
+    (inbox / ".ring").unlink()  # as the Airflow watcher does
+
+    second = drain_inbox(replace(budget, inbox_drain_seconds=1000.0), engine, waiting_files(inbox), inbox=inbox)
+
+    assert clock.fetched == [f"/tick/{n}" for n in range(6)], "no line is fetched twice"
+    assert second.loaded == 4 and second.failed == 0 and second.inbox_left == 0
+    assert (inbox / "processed" / "a.1.urls").read_text().split() == urls[3:]
+    assert [source.rsplit("/", 1)[-1] for source, _ in articles(engine)].count("z.txt") == 1
+    assert sorted(p.name for p in inbox.iterdir()) == ["failed", "processed"]
+    assert set(error_rows(engine)) == {"a.urls:5"}
+
+
+@pytest.mark.postgres
+def test_a_sidecar_that_is_a_folder_is_refused_on_its_own(
+    inbox_settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "d.txt.meta.yaml").mkdir(parents=True)
+    (inbox / "d.txt.meta.yaml" / "inner.txt").write_text(GOOD)
+    (inbox / "d.txt").write_text(f"Doc\n\n{GOOD}")
+
+    drain(inbox_settings, engine, inbox)
+
+    rows = error_rows(engine)
+    assert set(rows) == {"d.txt", "d.txt.meta.yaml"}
+    assert "is a folder" in rows["d.txt.meta.yaml"][1] and "metadata sidecar" in rows["d.txt"][1]
+    assert not any("waits in" in error for _, error in rows.values())
+    assert (inbox / "failed" / "d.txt.meta.yaml" / "inner.txt").read_text() == GOOD
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["d.txt", "d.txt.meta.yaml"]
+    assert sorted(p.name for p in inbox.iterdir()) == ["failed"]
+
+
+@pytest.mark.postgres
+def test_a_hard_link_to_a_file_outside_is_not_read(inbox_settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    secret = outside_secret(tmp_path)
+    (secret.parent / "meta.yaml").write_text(f"title: {OUTSIDE_TEXT}\n")
+    (secret.parent / "list.urls").write_text("http://127.0.0.1:9/from-outside\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    os.link(secret, inbox / "leak.txt")
+    os.link(secret.parent / "list.urls", inbox / "leak.urls")
+    (inbox / "doc.txt").write_text(GOOD)
+    os.link(secret.parent / "meta.yaml", inbox / "doc.txt.meta.yaml")
+
+    drain(inbox_settings, engine, inbox)
+
+    assert OUTSIDE_TEXT not in stored_text(engine)
+    rows = error_rows(engine)
+    assert set(rows) == {"leak.txt", "leak.urls", "doc.txt"}
+    assert all("other hard links" in error for _, error in rows.values())
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["doc.txt", "doc.txt.meta.yaml", "leak.txt",
+                                                                     "leak.urls"]  # fmt: skip
+    assert secret.read_text().startswith(OUTSIDE_TEXT)
+
+
+@pytest.mark.postgres
+def test_a_staging_folder_the_drain_did_not_make_is_refused(
+    inbox_settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / ".draining-fake").mkdir(parents=True)
+    (inbox / ".draining-fake" / "planted.txt").write_text(f"{OUTSIDE_TEXT}\n\n{GOOD}")
+    (inbox / ".draining-private").mkdir(mode=0o700)
+    (inbox / ".draining-private" / "planted.txt").write_text(f"{OUTSIDE_TEXT}\n\n{GOOD}")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "planted.txt").write_text(f"{OUTSIDE_TEXT}\n\n{GOOD}")
+    (inbox / ".draining-link").symlink_to(outside)
+    (inbox / ".draining-file").write_text("not a folder")
+
+    drain(inbox_settings, engine, inbox)
+
+    assert OUTSIDE_TEXT not in stored_text(engine)
+    assert set(error_rows(engine)) == {".draining-fake", ".draining-private", ".draining-link", ".draining-file"}
+    assert (inbox / "failed" / ".draining-fake" / "planted.txt").exists()
+    assert (outside / "planted.txt").exists()
+    assert sorted(p.name for p in inbox.iterdir()) == ["failed"]
+
+
+@pytest.mark.postgres
+def test_every_drain_takes_something_even_with_no_budget_left(
+    inbox_settings: Settings, engine: sa.Engine, site: HTTPServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.urls").write_text(f"{site.url_for('/good')}\n{site.url_for('/gone')}\n")
+    (inbox / "b.txt").write_text(f"Bee\n\n{GOOD}")
+    spent = replace(inbox_settings, inbox_drain_seconds=0.0)
+
+    taken = [drain(spent, engine, inbox) for _ in range(3)]
+
+    assert [(summary.seen, summary.inbox_left) for summary in taken] == [(1, 2), (1, 1), (1, 0)]
+    assert sorted(p.name for p in inbox.iterdir()) == [".ring", "failed", "processed"], "no drain is lost"

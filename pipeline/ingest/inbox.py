@@ -18,14 +18,25 @@ else ``NAME.1.txt``, …: nothing filed is overwritten). A URL list is kept by l
 moves to ``processed/`` as dropped; otherwise ``processed/NAME.urls`` holds the lines that worked and
 ``failed/NAME.urls`` the lines that failed, each after a ``# line N: reason`` comment (then the lines over the
 limit, as they were), so that the failed file can be fixed and dropped into the inbox again.
+
+A file whose name is not UTF-8 is refused (its row names it with the bytes escaped) and filed all the same; a
+file with other hard links is refused like a link. Whatever goes wrong filing one file costs that file a row:
+it waits in staging, and the other files are filed.
+
+A drain has a time budget (``Settings.inbox_drain_seconds``, read on ``Settings.clock``): once it is spent, no
+other page is fetched and no other file read. What was not reached waits in the drain's staging folder, where
+the next drain takes it first, with no error: files whole, and a URL list as the lines not fetched yet (the
+lines done are filed, and blank lines keep the others' numbers). The summary counts them (``inbox_left``), and
+the drain rings the doorbell again so that the next drain comes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,10 +47,17 @@ from pipeline.db import runs
 from pipeline.errors import SourceError, describe
 from pipeline.ingest.boundary import guarded, raise_if_systemic
 from pipeline.ingest.run import Input, Run, RunSummary, database_errors, open_run
-from pipeline.ingest.step import batches, ingest_batch
-from pipeline.models import Failure
+from pipeline.ingest.step import batches, ingest_batch, read
+from pipeline.models import Failure, storable
 from pipeline.settings import Settings
-from pipeline.sources.drop_folder import DropFolder, Staging, has_leftovers, is_own_folder, write_new
+from pipeline.sources.drop_folder import (
+    STAGING_PREFIX,
+    DropFolder,
+    Staging,
+    has_leftovers,
+    is_own_folder,
+    write_new,
+)
 from pipeline.sources.files import SIDECAR_SUFFIX, is_url
 
 __all__ = ["DropFolder", "drain_inbox", "has_leftovers", "url_lines", "waiting_files"]
@@ -101,6 +119,22 @@ class Dropped:
         return rows
 
 
+@dataclass
+class Budget:
+    """A drain's time budget: the files it reached, how many documents and pages it took, and where in a URL
+    list it ran out (the list's name and its first line not fetched)."""
+
+    deadline: float
+    clock: Callable[[], float]
+    reached: list[Dropped] = field(default_factory=list)
+    taken: int = 0
+    cut: tuple[str, int] | None = None
+
+    def spent(self) -> bool:
+        """Whether the time is up; never before one input is taken, so that every drain moves on."""
+        return self.taken > 0 and self.clock() >= self.deadline
+
+
 def over_limit(lines: int) -> str:
     return (f"over the limit of {MAX_URL_LINES:,} URL lines in one list: {lines:,} more were not fetched (they "
             "end the list in failed/: drop them again in smaller lists)")  # fmt: skip
@@ -108,14 +142,19 @@ def over_limit(lines: int) -> str:
 
 def waiting_files(inbox: Path) -> list[Path]:
     """Everything waiting in the inbox, in name order (sidecars travel with their document), but hidden names
-    (``.ring``, the drain's staging folders, files being written under a temporary ``.NAME``) and the filing
-    folders. Links, special files, folders and sidecars without a document are listed too, so that draining
-    refuses them by name instead of leaving them there."""
+    (``.ring``, files being written under a temporary ``.NAME``), the drain's staging and filing folders. Links,
+    special files, folders, sidecars without a document and ``.draining-…`` names the drain did not make are
+    listed too, so that draining refuses them by name instead of leaving them there."""
     if not inbox.is_dir():
         return []
-    entries = sorted(path for path in inbox.iterdir() if not path.name.startswith(".") and not is_own_folder(path))
+    entries = sorted(path for path in inbox.iterdir() if _is_waiting(path))
     names = {path.name for path in entries}
     return [path for path in entries if not _is_sidecar_of_one_of(path.name, names)]
+
+
+def _is_waiting(path: Path) -> bool:
+    hidden = path.name.startswith(".") and not path.name.startswith(STAGING_PREFIX)
+    return not hidden and not is_own_folder(path)
 
 
 def _is_sidecar_of_one_of(name: str, names: set[str]) -> bool:
@@ -127,7 +166,7 @@ def drain_inbox(
 ) -> RunSummary:
     """Take the waiting ``files`` of ``inbox`` (their folder when not given) with what a dead drain left, ingest
     them in one run and file each away by its result (see the module's docstring). Waits for another drain of
-    the same inbox to end first."""
+    the same inbox to end first; stops when its time budget is spent (see the module's docstring)."""
     where = inbox or (files[0].parent if files else None)
     if where is None:
         return RunSummary(run_id=0)
@@ -135,46 +174,94 @@ def drain_inbox(
         folder.stage(files)
         folder.clear_filing_folders()
         with open_run(settings, engine, trigger=trigger) as run:
+            budget = Budget(settings.clock() + settings.inbox_drain_seconds, settings.clock)
             for staging in folder.staging:
-                drain_staged(run, folder, staging)
+                drain_staged(run, folder, staging, budget)
+    if run.summary.inbox_left:
+        ring(where)
     return run.summary
 
 
-def drain_staged(run: Run, folder: DropFolder, staging: Staging) -> None:
-    """Ingest what one staging folder holds, then file each file away by its result."""
+def ring(inbox: Path) -> None:
+    """Ring the doorbell (create ``.ring``, following no link): the next drain comes."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        os.close(os.open(inbox / DOORBELL, flags, 0o644))
+    except OSError:
+        return  # something else squats the name: the next ring of a producer brings the drain
+
+
+def drain_staged(run: Run, folder: DropFolder, staging: Staging, budget: Budget) -> None:
+    """Ingest what one staging folder holds while the budget lasts, then file each file reached away by its
+    result; the others wait in staging, counted in ``inbox_left``."""
     dropped = [take(folder, staging, name, run.settings.fetch_max_bytes) for name in staging.names()]
-    first = len(run.summary.failures)
-    for item in dropped:
-        for failure in item.refusals():
-            run.fail(Input(failure.source), failure)
-    for batch in batches(_inputs(run, staging, dropped), run.settings.batch_size):
+    first, reached = len(run.summary.failures), len(budget.reached)
+    for batch in batches(_inputs(run, staging, dropped, budget), run.settings.batch_size):
         ingest_batch(run, batch)
     failures = {failure.source: failure.error for failure in run.summary.failures[first:]}
-    for item in dropped:
-        _file_away_or_record(run, folder, staging, item, failures)
+    for item in budget.reached[reached:]:
+        cut = budget.cut[1] if budget.cut is not None and budget.cut[0] == item.path.name else None
+        _file_away_or_record(run, folder, staging, item, Outcome(failures, cut))
+    run.summary.inbox_left += sum(_left(item, None) for item in dropped[len(budget.reached) - reached :])
 
 
-def _inputs(run: Run, staging: Staging, dropped: Iterable[Dropped]) -> Iterator[Input]:
-    """What to ingest, read a batch at a time: each document read from staging (its failure recorded), and the
-    URLs of each list that were not refused."""
+def _left(item: Dropped, cut: int | None) -> int:
+    """How many inputs of ``item`` wait for the next drain: its URL lines from ``cut`` on, else the file."""
+    if item.urls is None or item.refusal is not None:
+        return 1
+    return len(_lines_left(item.urls, cut or 0)) or 1
+
+
+def _lines_left(urls: UrlList, cut: int | None) -> list[UrlLine]:
+    """The lines of a list not fetched when the budget ran out at line ``cut`` (none when it did not)."""
+    if cut is None:
+        return []
+    return [line for line in urls.lines if line.refusal is None and line.number >= cut]
+
+
+def _inputs(run: Run, staging: Staging, dropped: Iterable[Dropped], budget: Budget) -> Iterator[Input]:
+    """What to ingest, read one at a time while the budget lasts: each file's refusals recorded, each document
+    read from staging, each URL of a list that was not refused fetched (failures recorded)."""
     for item in dropped:
+        if budget.spent():
+            return
+        budget.reached.append(item)
+        for failure in item.refusals():
+            run.fail(Input(failure.source), failure)
         if item.refusal is not None:
             continue
         if item.urls is not None:
-            yield from (Input(line.url) for line in item.urls.lines if line.refusal is None)
+            yield from _fetched(run, item.path.name, item.urls, budget)
+            if budget.cut is not None:
+                return
             continue
-        document = Input(str(item.path))
+        document, budget.taken = Input(str(item.path)), budget.taken + 1
         read = partial(staging.read_document, item.path.name, run.settings.fetch_max_bytes)
         raw = guarded(run, document, "read", read)
         if not isinstance(raw, Failure):
             yield replace(document, raw=raw)
 
 
+def _fetched(run: Run, name: str, urls: UrlList, budget: Budget) -> Iterator[Input]:
+    """The pages of a list's URLs that were not refused, fetched one at a time while the budget lasts; where it
+    ran out goes in ``budget.cut``."""
+    for line in urls.lines:
+        if line.refusal is not None:
+            continue
+        if budget.spent():
+            budget.cut = (name, line.number)
+            return
+        budget.taken += 1
+        raw = read(run, Input(line.url))
+        if not isinstance(raw, Failure):
+            yield Input(line.url, raw=raw)
+
+
 def take(folder: DropFolder, staging: Staging, name: str, max_bytes: int) -> Dropped:
     """What one staged file amounts to, reading nothing outside the inbox and no more than ``max_bytes``."""
     path = folder.inbox / name
     try:
-        refusal = _refusal(staging, name)
+        refusal = _name_refusal(name) or _refusal(staging, name)
         if refusal is not None:
             return Dropped(path, refusal=refusal)
         if Path(name).suffix != URL_LIST_SUFFIX:
@@ -182,6 +269,15 @@ def take(folder: DropFolder, staging: Staging, name: str, max_bytes: int) -> Dro
         return Dropped(path, urls=url_list(read_url_list(staging, name, max_bytes)))
     except SourceError as error:
         return Dropped(path, refusal=str(error))
+
+
+def _name_refusal(name: str) -> str | None:
+    """Why a name is refused: it is not UTF-8 (shown with its bytes escaped); None when it is."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return f"the name '{storable(name)}' is not valid UTF-8: rename the file and drop it again"
+    return None
 
 
 def _refusal(staging: Staging, name: str) -> str | None:
@@ -277,17 +373,27 @@ def masked(url: str) -> str:
     return USER_INFO.sub(r"\1***@", url, count=1)
 
 
-def _file_away_or_record(
-    run: Run, folder: DropFolder, staging: Staging, item: Dropped, failures: Mapping[str, str]
-) -> None:
-    """File one item away; a file that cannot be (a squatter put in its way meanwhile) stays in staging for the
-    next drain, and says so in a row."""
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a drain's inputs: each failed input's reason by its source, and, for the URL list the
+    budget ran out in, the first line not fetched."""
+
+    failures: Mapping[str, str]
+    cut: int | None = None
+
+
+def _file_away_or_record(run: Run, folder: DropFolder, staging: Staging, item: Dropped, outcome: Outcome) -> None:
+    """File one item away; a file that cannot be (a squatter put in its way meanwhile, whatever else goes
+    wrong) stays in staging for the next drain, and says so in a row: it never stops the drain."""
     try:
-        file_away(folder, staging, item, failures)
-    except OSError as error:
+        file_away(folder, staging, item, outcome)
+    except Exception as error:  # noqa: BLE001 - one file's filing must not stop the others'
         raise_if_systemic(error)
         reason = f"could not file it away ({describe(error)}): it waits in {staging.name} for the next drain"
         _record(run, Failure(str(item.path), INBOX_STAGE, reason))
+        return
+    if outcome.cut is not None and item.urls is not None:
+        run.summary.inbox_left += _left(item, outcome.cut)
 
 
 def _record(run: Run, failure: Failure) -> None:
@@ -299,25 +405,39 @@ def _record(run: Run, failure: Failure) -> None:
     run.summary.failures.append(failure)
 
 
-def file_away(folder: DropFolder, staging: Staging, item: Dropped, failures: Mapping[str, str]) -> None:
-    """Move a drained file (with its sidecar) to ``processed/`` or ``failed/``; split a URL list by line."""
+def file_away(folder: DropFolder, staging: Staging, item: Dropped, outcome: Outcome) -> None:
+    """Move a drained file (with its sidecar) to ``processed/`` or ``failed/``; split a URL list by line (the
+    lines not fetched in time stay in staging)."""
     name = item.path.name
     if item.urls is None or item.refusal is not None:
-        failed = item.refusal is not None or str(item.path) in failures
+        failed = item.refusal is not None or str(item.path) in outcome.failures
         staging.move_to(name, folder.filing("failed" if failed else "processed"))
         return
-    lines = item.urls.lines
-    failed_lines = {line.number: reason for line in lines if (reason := line.refusal or failures.get(line.url))}
-    if not failed_lines and not item.urls.over_limit:
+    left = _lines_left(item.urls, outcome.cut)
+    done = item.urls.lines[: len(item.urls.lines) - len(left)] if left else item.urls.lines
+    failed_lines = {line.number: why for line in done if (why := line.refusal or outcome.failures.get(line.url))}
+    if not left and not failed_lines and not item.urls.over_limit:
         staging.move_to(name, folder.filing("processed"))
         return
-    worked = [f"{line.url}\n" for line in lines if line.number not in failed_lines]
+    worked = [f"{line.url}\n" for line in done if line.number not in failed_lines]
     if worked:
         write_new(folder.filing("processed"), name, worked)
-    write_new(folder.filing("failed"), name, _failed_lines(item.urls, failed_lines))
+    if failed_lines or item.urls.over_limit:
+        write_new(folder.filing("failed"), name, _failed_lines(item.urls, failed_lines))
+    if left:
+        staging.replace(name, _kept_lines(left))  # its sidecar stays with it
+        return
     if staging.mode(name + SIDECAR_SUFFIX) is not None:
         staging.move_to(name + SIDECAR_SUFFIX, folder.filing("processed"))
     staging.remove(name)
+
+
+def _kept_lines(lines: Iterable[UrlLine]) -> Iterator[str]:
+    """The lines as a URL list again, each at its number (blank lines before it)."""
+    at = 1
+    for line in lines:
+        yield "\n" * (line.number - at) + f"{line.url}\n"
+        at = line.number + 1
 
 
 def _failed_lines(urls: UrlList, failed: Mapping[int, str]) -> Iterator[str]:

@@ -70,6 +70,7 @@ class RunSummary:
     stop_reason: str | None = None
     feed_entries_skipped: int = 0  # feed entries with neither an http(s) link nor content
     feed_entries_deferred: int = 0  # new feed entries left for the next poll (entry cap or time budget)
+    inbox_left: int = 0  # inbox files and URL lines left for the next drain (its time budget spent)
 
     @property
     def seen(self) -> int:
@@ -121,6 +122,7 @@ class RunSummary:
         self.quotes += other.quotes
         self.feed_entries_skipped += other.feed_entries_skipped
         self.feed_entries_deferred += other.feed_entries_deferred
+        self.inbox_left += other.inbox_left
         self.failures.extend(other.failures)
         self.articles.update(other.articles)
         self.raw_documents.update(other.raw_documents)

@@ -6,7 +6,10 @@ each waiting file by renaming it, with its sidecar, into a staging folder of its
 the drain). A rename is atomic: what is staged is exactly the file that is read and then filed, and a file
 written under the same name afterwards is a new file that waits for the next drain. Staged files are read
 through the staging folder's open descriptor without following links. A drain that dies leaves its staging
-folder behind; the next drain (holding the lock, so no live drain owns it) takes it up first.
+folder behind; the next drain (holding the lock, so no live drain owns it) takes it up first. A staging folder
+is the drain's own only when it is a real folder of this user's, private (mode 700) and holding the drain's
+marker file (``.newsflow-staging``, made with ``O_EXCL``): a ``.draining-…`` name a producer made is an input,
+refused like any folder, link or file.
 
 Filing never follows a link and never overwrites: ``processed/`` and ``failed/`` are opened as real folders,
 and a file whose name is taken there gets the next free name ``NAME.1.txt``, ``NAME.2.txt``…, reserved with
@@ -30,11 +33,13 @@ from pipeline.models import RawDocument
 from pipeline.sources.files import SIDECAR_SUFFIX, read_in_folder, read_regular
 
 STAGING_PREFIX = ".draining-"
+STAGING_MARKER = ".newsflow-staging"  # made by the drain in each staging folder of its own
 FILING_FOLDERS = ("processed", "failed")
 MAX_NAME_BYTES = 255
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 SQUATTER_ERRNOS = frozenset({errno.ELOOP, errno.ENOTDIR})
+PRIVATE_MODE = 0o700
 
 
 def is_own_folder(path: Path) -> bool:
@@ -43,13 +48,25 @@ def is_own_folder(path: Path) -> bool:
         is_folder = stat.S_ISDIR(path.lstat().st_mode)
     except OSError:
         return False
-    return is_folder and (path.name in FILING_FOLDERS or path.name.startswith(STAGING_PREFIX))
+    return is_folder and (path.name in FILING_FOLDERS or is_staging_folder(path))
+
+
+def is_staging_folder(path: Path) -> bool:
+    """Whether ``path`` is a staging folder a drain made (see the module's docstring), links not followed."""
+    if not path.name.startswith(STAGING_PREFIX):
+        return False
+    try:
+        folder, marker = path.lstat(), (path / STAGING_MARKER).lstat()
+    except OSError:
+        return False
+    private = stat.S_ISDIR(folder.st_mode) and stat.S_IMODE(folder.st_mode) == PRIVATE_MODE
+    return private and folder.st_uid == os.geteuid() and stat.S_ISREG(marker.st_mode)
 
 
 def has_leftovers(inbox: Path) -> bool:
     """Whether a drain that died left a staging folder in ``inbox``."""
     try:
-        return any(is_own_folder(path) and path.name.startswith(STAGING_PREFIX) for path in inbox.iterdir())
+        return any(is_staging_folder(path) for path in inbox.iterdir())
     except OSError:
         return False
 
@@ -61,9 +78,19 @@ class Staging:
         self.inbox, self.name, self.fd = inbox, name, descriptor
 
     def names(self) -> list[str]:
-        """What is staged, in name order; a sidecar is left out when its document is staged beside it."""
-        names = set(os.listdir(self.fd))
-        return sorted(name for name in names if not _sidecar_of_one_of(name, names))
+        """What is staged, in name order; a sidecar is left out when its document is staged beside it (a
+        folder is never a sidecar: it is refused on its own)."""
+        names = set(os.listdir(self.fd)) - {STAGING_MARKER}
+        return sorted(name for name in names if not (_sidecar_of_one_of(name, names) and self._is_sidecar(name)))
+
+    def sidecar_of(self, name: str) -> str | None:
+        """The sidecar staged with ``name``, if there is one (anything by that name but a folder)."""
+        sidecar = name + SIDECAR_SUFFIX
+        return sidecar if self._is_sidecar(sidecar) else None
+
+    def _is_sidecar(self, name: str) -> bool:
+        mode = self.mode(name)
+        return mode is not None and not stat.S_ISDIR(mode)
 
     def mode(self, name: str) -> int | None:
         """The type and mode of ``name`` itself (a link is not followed); None when there is no such file."""
@@ -83,14 +110,21 @@ class Staging:
 
     def move_to(self, name: str, folder: int) -> str:
         """Move ``name`` (and its sidecar) into the open ``folder`` under a free name; the name it got."""
-        sidecar = name + SIDECAR_SUFFIX
-        has_sidecar = self.mode(sidecar) is not None
+        sidecar = self.sidecar_of(name)
         is_folder = stat.S_ISDIR(self.mode(name) or 0)
-        target = reserve(folder, name, is_folder=is_folder, with_sidecar=has_sidecar)
+        target = reserve(folder, name, is_folder=is_folder, with_sidecar=sidecar is not None)
         os.rename(name, target, src_dir_fd=self.fd, dst_dir_fd=folder)
-        if has_sidecar:
+        if sidecar is not None:
             os.rename(sidecar, target + SIDECAR_SUFFIX, src_dir_fd=self.fd, dst_dir_fd=folder)
         return target
+
+    def replace(self, name: str, chunks: Iterable[str]) -> None:
+        """Put ``chunks`` in place of the staged file ``name`` (written beside it, then renamed over it)."""
+        written = write_new(self.fd, f".{name}", chunks)
+        os.rename(written, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def is_empty(self) -> bool:
+        return not self.names()
 
     def remove(self, name: str) -> None:
         os.unlink(name, dir_fd=self.fd)
@@ -119,9 +153,11 @@ class DropFolder:
 
     def stage(self, files: Iterable[Path]) -> None:
         """Take each waiting file (by its name in the inbox) with its sidecar into this drain's staging folder;
-        one gone already (another drain took it) is skipped."""
+        one gone already (another drain took it) is skipped, and so is a drain's staging folder."""
         own = self.staging[-1]
         for path in files:
+            if is_staging_folder(self.inbox / path.name):
+                continue
             try:
                 os.rename(path.name, path.name, src_dir_fd=self.fd, dst_dir_fd=own.fd)
             except FileNotFoundError:
@@ -152,23 +188,29 @@ class DropFolder:
         for descriptor in self._filing.values():
             os.close(descriptor)
         for staging in self.staging:
-            os.close(staging.fd)
             with suppress(OSError):
-                os.rmdir(staging.name, dir_fd=self.fd)
+                if staging.is_empty():
+                    os.unlink(STAGING_MARKER, dir_fd=staging.fd)
+                    os.rmdir(staging.name, dir_fd=self.fd)
+            os.close(staging.fd)
         os.close(self.fd)  # releases the lock
 
     def _leftovers(self) -> list[Staging]:
-        names = sorted(name for name in os.listdir(self.fd) if name.startswith(STAGING_PREFIX))
+        """The staging folders a dead drain left (anything else by such a name is a producer's input)."""
+        names = sorted(name for name in os.listdir(self.fd) if is_staging_folder(self.inbox / name))
         found = []
         for name in names:
-            with suppress(OSError):  # not a real folder: a producer's file, staged and refused as any other
+            with suppress(OSError):  # swapped for something else meanwhile: staged and refused as any other
                 found.append(Staging(self.inbox, name, os.open(name, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)))
         return found
 
     def _new_staging(self) -> Staging:
         name = f"{STAGING_PREFIX}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{secrets.token_hex(4)}"
-        os.mkdir(name, 0o700, dir_fd=self.fd)
-        return Staging(self.inbox, name, os.open(name, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd))
+        os.mkdir(name, PRIVATE_MODE, dir_fd=self.fd)
+        os.chmod(name, PRIVATE_MODE, dir_fd=self.fd, follow_symlinks=False)  # whatever the umask
+        staging = Staging(self.inbox, name, os.open(name, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd))
+        os.close(os.open(STAGING_MARKER, NEW_FILE_FLAGS, 0o600, dir_fd=staging.fd))
+        return staging
 
 
 def _mode_at(folder: int, name: str) -> int | None:
@@ -202,13 +244,23 @@ def reserve(folder: int, name: str, *, is_folder: bool = False, with_sidecar: bo
 
 def numbered(name: str, number: int, limit: int = MAX_NAME_BYTES) -> str:
     """``name`` for ``number`` 0, else ``STEM.N.EXT`` (the extension kept whole: ``a.html.gz`` → ``a.1.html.gz``),
-    the stem shortened to fit ``limit`` bytes."""
-    if number == 0 and len(name.encode()) <= limit:
+    the stem shortened to fit ``limit`` bytes. Names are measured and cut as the system's bytes, so a name
+    that is not UTF-8 (its bytes escaped as lone surrogates) is cut too, and the extension is cut last."""
+    if number == 0 and len(os.fsencode(name)) <= limit:
         return name
     stem, extension = _split_extension(name)
-    tail = (f".{number}" if number else "") + extension
-    room = max(1, limit - len(tail.encode()))
-    return stem.encode()[:room].decode(errors="ignore") + tail
+    tail = os.fsencode((f".{number}" if number else "") + extension)[-(limit - 1) :]
+    return _cut(stem, max(1, limit - len(tail))) + os.fsdecode(tail)
+
+
+def _cut(text: str, room: int) -> str:
+    """The first ``room`` bytes of ``text``; a character cut in half is dropped when ``text`` is UTF-8."""
+    cut = os.fsencode(text)[:room]
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return os.fsdecode(cut)  # not UTF-8: any bytes are as good
+    return cut.decode(errors="ignore")
 
 
 def _split_extension(name: str) -> tuple[str, str]:

@@ -54,8 +54,8 @@ class NotRegularFileError(SourceError):
 def read_regular(path: Path, max_bytes: int, *, folder: int | None = None, follow_links: bool = True) -> bytes:
     """At most ``max_bytes + 1`` bytes of a regular file; ``NotRegularFileError`` for anything else, which is
     never opened. ``folder`` is an open folder that ``path`` is relative to; without ``follow_links`` a link is
-    refused too, even one swapped in after the check (the open does not follow it). ``OSError`` as the system
-    raises it."""
+    refused too, even one swapped in after the check (the open does not follow it), and so is a file with other
+    hard links (seen on the open file: it may be a file elsewhere). ``OSError`` as the system raises it."""
     _require_regular(path, os.stat(path, dir_fd=folder, follow_symlinks=follow_links).st_mode)
     flags = OPEN_FLAGS if follow_links else OPEN_FLAGS | os.O_NOFOLLOW
     try:
@@ -65,7 +65,10 @@ def read_regular(path: Path, max_bytes: int, *, folder: int | None = None, follo
             raise NotRegularFileError(f"{path.name} is a link, not a regular file") from error
         raise
     with os.fdopen(descriptor, "rb") as stream:
-        _require_regular(path, os.fstat(descriptor).st_mode)
+        opened = os.fstat(descriptor)
+        _require_regular(path, opened.st_mode)
+        if not follow_links and opened.st_nlink > 1:
+            raise NotRegularFileError(f"{path.name} has other hard links: copy it in instead")
         data = stream.read(max_bytes + 1)
     if data is None:  # a file that says it is regular but would block (/proc/kmsg)
         raise NotRegularFileError(f"{path.name} would block when read: not a regular file")
