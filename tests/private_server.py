@@ -16,12 +16,14 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 SYSTEM_USER = "pgserver"
+TEMPORARY_PREFIX = "newsflow-pg-"
 
 
 def _bin_dir() -> Path:
@@ -75,6 +77,13 @@ class PrivateServer:
         server._pg("pg_ctl", "-D", str(server.pgdata), "-l", str(server.log), "-w", "-o", server._options(), "start")
         return server
 
+    @classmethod
+    def temporary(cls) -> PrivateServer:
+        """A server in a directory of its own under the system's temporary directory, not under pytest's: pytest
+        makes ``/tmp/pytest-of-USER`` private again whenever another session starts, and the server's user
+        (``pgserver``, as root) could then no longer reach its own data directory."""
+        return cls.create(Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX)) / "pg")
+
     @property
     def pgdata(self) -> Path:
         return self.root / "pgdata"
@@ -104,7 +113,8 @@ class PrivateServer:
     def destroy(self) -> None:
         subprocess.run([str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "-m", "immediate", "stop"],
                        check=False, capture_output=True, **_run_as())  # fmt: skip
-        shutil.rmtree(self.root, ignore_errors=True)
+        temporary = self.root.parent.name.startswith(TEMPORARY_PREFIX)
+        shutil.rmtree(self.root.parent if temporary else self.root, ignore_errors=True)
 
     def _options(self) -> str:
         return f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"

@@ -197,8 +197,8 @@ def test_a_migrating_user_without_create_is_told_permission_denied(
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
-    private = PrivateServer.create(tmp_path_factory.mktemp("server") / "pg")
+def server() -> Iterator[PrivateServer]:
+    private = PrivateServer.temporary()
     yield private
     private.destroy()
 

@@ -100,11 +100,10 @@ def _server_processes(server: PrivateServer) -> list[psutil.Process]:
 
 
 def test_a_frozen_server_mid_run_ends_the_run_with_the_plain_sentence(
-    tmp_path_factory: pytest.TempPathFactory,
     settings,
     corpus: list[Path],  # type: ignore[no-untyped-def]
 ) -> None:
-    server = PrivateServer.create(tmp_path_factory.mktemp("frozen") / "pg")
+    server = PrivateServer.temporary()
     frozen: list[psutil.Process] = []
     try:
         url = fresh_database(server, settings)

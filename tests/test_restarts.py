@@ -35,8 +35,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
-    private = PrivateServer.create(tmp_path_factory.mktemp("server") / "pg")
+def server() -> Iterator[PrivateServer]:
+    private = PrivateServer.temporary()
     yield private
     private.destroy()
 
