@@ -118,7 +118,8 @@ def _parse_limits(settings: Settings, deadline: float) -> ParseLimits:
     second at least, so a feed fetched at the last moment is still read)."""
     left = max(1.0, deadline - settings.clock())
     seconds = min(left, settings.document_seconds) if settings.document_seconds > 0 else left
-    return ParseLimits(seconds=seconds, memory_bytes=settings.feed_parse_memory_mb * MIB)
+    memory_bytes = settings.feed_parse_memory_mb * MIB
+    return ParseLimits(seconds=seconds, memory_bytes=memory_bytes, entry_bytes=settings.fetch_max_bytes)
 
 
 def _record_delivered(run: Run, feed: feed_store.FeedState, entries: list[FeedEntry]) -> set[str]:

@@ -3,7 +3,8 @@
 Two mechanisms, because either alone has a gap:
 
 - On Linux the kernel sends the worker ``SIGKILL`` the moment its parent dies (``prctl(PR_SET_PDEATHSIG)``,
-  set through ctypes). Its open transaction dies with its connection, so nothing half-written is committed.
+  set through ctypes by ``pipeline.processes``). Its open transaction dies with its connection, so nothing
+  half-written is committed.
 - Everywhere, a watchdog thread in the worker ends it when its parent's pid changes (it was re-parented) or
   the parent's end of a pipe closes (the lifeline: only the parent holds it, and the kernel closes it when the
   parent dies, however it dies). This also covers the parent that died before ``prctl`` ran.
@@ -11,14 +12,12 @@ Two mechanisms, because either alone has a gap:
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import sys
 import threading
 from multiprocessing.connection import Connection
 
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+from pipeline.processes import set_parent_death_signal
+
 ORPHANED_EXIT = 70  # the exit status of a worker that outlived its parent
 WATCH_INTERVAL = 0.25  # seconds between the watchdog's looks at the parent
 
@@ -29,17 +28,6 @@ def die_with_parent(parent_pid: int, lifeline: Connection | None) -> None:
     if os.getppid() != parent_pid:  # the parent died before the death signal was set
         os._exit(ORPHANED_EXIT)
     threading.Thread(target=_watch, args=(parent_pid, lifeline), name="parent-watchdog", daemon=True).start()
-
-
-def set_parent_death_signal() -> bool:
-    """Ask Linux to SIGKILL this process when its parent dies; False where that cannot be asked."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def _watch(parent_pid: int, lifeline: Connection | None) -> None:

@@ -107,13 +107,17 @@ def _first_of_each(read: Iterable[FeedEntry | SkippedEntry]) -> tuple[tuple[Feed
 
 
 def feed_entry(feed_url: str, entry: Any) -> FeedEntry | SkippedEntry:
-    """An entry to fetch by its http(s) link, or to take from its inline content, or skipped with the reason."""
+    """An entry to fetch by its http(s) link, or to take from its inline content, or skipped with the reason
+    (also the parser's: a field too long, content over the limit)."""
+    if entry.get("skipped"):
+        return SkippedEntry(_shown(_text(entry.get("id")) or "an entry"), str(entry["skipped"]))
     title, content = _text(entry.get("title")), _content(entry)
     link = _http_link(entry, pages_only=content is not None)
     if link is not None and not _too_long(normalise_url(link)):
         return FeedEntry(link=normalise_url(link), title=title, entry_id=_text(entry.get("id")) or link)
     if content is None:
-        return SkippedEntry(_shown(_text(entry.get("id")) or title or "an entry"), _no_link_reason(entry))
+        reason = str(entry.get("refused") or _no_link_reason(entry))
+        return SkippedEntry(_shown(_text(entry.get("id")) or title or "an entry"), reason)
     name = entry_name(feed_url, _text(entry.get("id")), f"title\0{title}" if title else f"content\0{content[0]}")
     inline = _inline(name, entry, content)
     return FeedEntry(link=name, title=title, entry_id=_text(entry.get("id")) or name, content=inline)
