@@ -106,6 +106,12 @@ def db_settings(settings: Settings, migrated_url: str) -> Settings:
     return replace(settings, database_url=migrated_url)
 
 
+@pytest.fixture
+def fetch_settings(db_settings: Settings) -> Settings:
+    """A database, and fetches that may reach 127.0.0.1 at once and give up after one attempt."""
+    return replace(db_settings, allow_private_hosts=True, fetch_host_interval=0.0, fetch_attempts=1)
+
+
 def table_digest(engine: sa.Engine) -> dict[str, str]:
     """An md5 of every table's full contents (ids and timestamps of runs excluded)."""
     tables = [

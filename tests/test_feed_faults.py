@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,11 +19,18 @@ from pipeline.ingest.feeds import ingest_feeds
 from pipeline.settings import Settings
 
 from .hostile import HostileServer, hostile_server, respond
-from .test_feeds import GOLD_PAGE, STORY, atom, atom_entry, rss
+from .test_feeds import STORY, atom, atom_entry, rss, serve_feed_pages
 from .test_fetch import article
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_LIMIT_MIB = 300
+
+
+@pytest.fixture
+def site(httpserver: HTTPServer) -> HTTPServer:
+    return serve_feed_pages(httpserver)
+
+
 pytestmark = pytest.mark.postgres
 
 HEAD = (
@@ -36,21 +41,6 @@ COSTLY = {  # about 9 MB each, a few KB gzipped; before: +1.4 GB in 5 s, and +1.
     "attributes": HEAD + b"<a " + b"b " * 4_500_000 + b">",
     "tags": HEAD + b"<description>" + b"<b>" * 3_000_000,
 }
-
-
-@pytest.fixture
-def fetch_settings(db_settings: Settings) -> Settings:
-    return replace(db_settings, allow_private_hosts=True, fetch_host_interval=0.0, fetch_attempts=1)
-
-
-@pytest.fixture
-def site(httpserver: HTTPServer) -> HTTPServer:
-    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
-    httpserver.expect_request("/bbc").respond_with_data(
-        gzip.decompress(GOLD_PAGE.read_bytes()), content_type="text/html"
-    )
-    httpserver.expect_request("/talks").respond_with_data(article(), content_type="text/html")
-    return httpserver
 
 
 @pytest.fixture

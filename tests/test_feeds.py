@@ -33,12 +33,12 @@ def rss(*links: str, broken: bool = False) -> str:
 
 
 @pytest.fixture
-def fetch_settings(db_settings: Settings) -> Settings:
-    return replace(db_settings, allow_private_hosts=True, fetch_host_interval=0.0, fetch_attempts=1)
-
-
-@pytest.fixture
 def site(httpserver: HTTPServer) -> HTTPServer:
+    return serve_feed_pages(httpserver)
+
+
+def serve_feed_pages(httpserver: HTTPServer) -> HTTPServer:
+    """robots.txt (none), a real BBC page at /bbc and a short article at /talks."""
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/bbc").respond_with_data(
         gzip.decompress(GOLD_PAGE.read_bytes()), content_type="text/html"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
@@ -18,11 +16,6 @@ from .test_feeds import rss
 from .test_fetch import article
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def fetch_settings(db_settings: Settings) -> Settings:
-    return replace(db_settings, allow_private_hosts=True, fetch_host_interval=0.0, fetch_attempts=1)
 
 
 def count(engine: sa.Engine, query: str) -> int:
