@@ -5,6 +5,7 @@ the plain sentence: never a hang."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,3 +138,59 @@ def test_a_frozen_server_mid_run_ends_the_run_with_the_plain_sentence(
         for member in frozen:
             member.send_signal(signal.SIGCONT)
         server.destroy()
+
+
+def test_a_server_frozen_during_a_migration_ends_db_migrate_with_an_error(
+    tmp_path_factory: pytest.TempPathFactory,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    """yoyo's own connection is watched too: a migration the frozen server never answers is cut, the migrator
+    waits the bound for the server and stops (exit 3, one line), instead of hanging for ever."""
+    home = tmp_path_factory.mktemp("home")
+    shutil.copytree(settings.sql_dir, home / "sql")
+    (home / "sql" / "9999_slow.sql").write_text(
+        "CREATE TABLE frozen_half (id int);\nSELECT pg_sleep(4);\nCREATE TABLE frozen_whole (id int);\n"
+    )
+    server = PrivateServer.create(tmp_path_factory.mktemp("frozen") / "pg")
+    frozen: list[psutil.Process] = []
+    try:
+        url = fresh_database(server, settings)
+        process = subprocess.Popen([NEWSFLOW, "db", "migrate"], env={**_env(url), "NEWSFLOW_HOME": str(home)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        _wait_for_statement(server, "pg_sleep(4)", process)
+        frozen = _server_processes(server)
+        for member in frozen:
+            member.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            _, stderr = process.communicate(timeout=ALLOWED + 30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise AssertionError("db migrate still hangs on the frozen server") from None
+        took = time.monotonic() - started
+        print(f"frozen server during a migration: db migrate ended {took:.1f}s after the freeze (bound {BOUND}s)")
+        assert process.returncode == 3, stderr
+        assert stderr.startswith("error: cannot migrate") and "Traceback" not in stderr, stderr
+        assert took < ALLOWED
+    finally:
+        for member in frozen:
+            member.send_signal(signal.SIGCONT)
+        server.destroy()
+
+
+def _wait_for_statement(server: PrivateServer, text: str, process: subprocess.Popen[str]) -> None:
+    """Return once a session of ``server`` runs a statement containing ``text``."""
+    engine = sa.create_engine(server.url("postgres"), poolclass=sa.NullPool)
+    query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND strpos(query, :t) > 0 "
+                    "AND pid <> pg_backend_pid()")  # fmt: skip
+    deadline = time.monotonic() + 60
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.scalar(query, {"t": text}):
+                    return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"no session ran {text} (the process ended: {process.poll()})")

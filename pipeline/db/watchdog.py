@@ -84,14 +84,27 @@ def watch(engine: Engine, options: dict[str, str]) -> Watchdog:
     """Watch every connection ``engine`` opens; the probe connects with the engine's own parameters."""
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     parameters = {**cparams, **options}
+    watchdog = Watchdog(connects(lambda: psycopg2.connect(*cargs, **parameters)))
+    sa.event.listen(engine, "connect", lambda dbapi_connection, _record: watchdog.track(dbapi_connection))
+    return watchdog
+
+
+def watch_connection(connection: Any, dsn: str) -> Watchdog:
+    """Watch one DBAPI connection opened outside an engine (yoyo's, for migrations); the probe connects to
+    ``dsn``, which carries the same timeouts."""
+    watchdog = Watchdog(connects(lambda: psycopg2.connect(dsn)))
+    watchdog.track(connection)
+    return watchdog
+
+
+def connects(connect: Callable[[], Any]) -> Callable[[], bool]:
+    """A probe: whether ``connect()`` gets a connection, or is refused (a server restarting is not frozen)."""
 
     def answers() -> bool:
         try:
-            psycopg2.connect(*cargs, **parameters).close()
+            connect().close()
         except psycopg2.OperationalError as error:
-            return "timeout expired" not in str(error)  # refused or restarting is not frozen
+            return "timeout expired" not in str(error)
         return True
 
-    watchdog = Watchdog(answers)
-    sa.event.listen(engine, "connect", lambda dbapi_connection, _record: watchdog.track(dbapi_connection))
-    return watchdog
+    return answers
