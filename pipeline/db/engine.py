@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Engine, make_url
 
-from pipeline.db.watchdog import watch
+from pipeline.db.watchdog import STATEMENT_SECONDS, watch
 from pipeline.errors import DatabaseUnavailableError, describe, disk_full
 from pipeline.settings import Settings
 
@@ -274,13 +274,14 @@ def _create_database_if_missing(admin_url: str, name: str) -> None:
         engine.dispose()
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, statement_seconds: float | None = STATEMENT_SECONDS) -> Engine:
     """An engine on psycopg2 that checks connections before use (the server may restart), whose connections
-    carry ``connect_options`` and are watched for a server that stops answering (``watchdog``)."""
+    carry ``connect_options`` and are watched for a server or backend that stops answering (``watchdog``; a
+    statement running over ``statement_seconds`` counts as wedged, None: no limit)."""
     normalised = normalise_url(url)
     options = connect_options(normalised)
     engine = sa.create_engine(normalised, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=options)
-    watch(engine, options)
+    watch(engine, options, statement_seconds)
     return engine
 
 
