@@ -2,7 +2,7 @@
 
 Exit status: 0 when every document succeeded, 1 when some failed (the rest
 are still loaded), 2 for usage errors, 3 when something systemic stopped the run
-(the database cannot be used, the disk is full, the model is missing).
+(the database cannot be used, the disk is full, the model is missing), 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from pipeline.sources.feeds import FeedListError, read_feed_list
 
 EXIT_SOME_FAILED = 1
 EXIT_DATABASE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 app = typer.Typer(
     help="Newsflow: ingest news into Postgres as sections and facts.",
@@ -79,6 +80,9 @@ def ingest_command(
             _print_summary(summary)
         console.print(f"[red]stopped:[/] {_stop_message(error, request)}", highlight=False)
         raise typer.Exit(EXIT_DATABASE) from error
+    except KeyboardInterrupt as error:
+        console.print(f"[red]interrupted:[/] {_interrupt_message(error)}", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from error
     for summary in summaries:
         _print_summary(summary)
     hidden = '  (password not shown; psql "$(newsflow db url)" passes it)' if engine.url.password else ""
@@ -108,6 +112,12 @@ def _stop_message(error: SystemicError, request: _Request) -> str:
         not_loaded = max(0, len(request.sources) - request.done[0])
         return str(DatabaseConnectionLostError.for_documents(not_loaded, feeds_left))
     return str(error)
+
+
+def _interrupt_message(error: KeyboardInterrupt) -> str:
+    """What an interrupted run left: its notes (the run's record not written), else the ordinary outcome."""
+    notes = getattr(error, "__notes__", None) or ["the run's record says it was stopped; what was stored stays"]
+    return "; ".join(notes) + "; run the same command again to finish"
 
 
 def _run_ingest(settings: Settings, engine: Engine, request: _Request) -> Iterator[RunSummary]:

@@ -89,7 +89,14 @@ class DatabaseConnectionLostError(DatabaseUnavailableError):
     @classmethod
     def for_documents(cls, not_loaded: int, feeds_left: int = 0) -> DatabaseConnectionLostError:
         """The plain sentence the command line ends with, counting the documents the run did not load (and the
-        feeds whose new entries it did not finish)."""
+        feeds whose new entries it did not finish). With none left, only the run's own record was lost: the
+        sentence says that the data is complete."""
+        if not not_loaded and not feeds_left:
+            return cls(
+                "the database connection was lost as the run ended; the data is complete (every document has its "
+                "outcome stored); only the run's record could not be written (the next run on this host marks it "
+                "abandoned)"
+            )
         documents = "1 document was" if not_loaded == 1 else f"{not_loaded} documents were"
         feeds = "1 feed was" if feeds_left == 1 else f"{feeds_left} feeds were"
         left = f"{feeds} not finished" if feeds_left and not not_loaded else f"{documents} not loaded"

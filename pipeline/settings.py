@@ -47,6 +47,7 @@ class Settings:
     quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
     claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
     db_reconnect_seconds: float = 60.0  # how long a run waits for a lost database connection to come back
+    db_statement_seconds: float | None = 600.0  # a statement running longer counts as wedged (None: no limit)
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
@@ -97,4 +98,5 @@ class Settings:
             quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),
             claim_lease_seconds=float(env.get("NEWSFLOW_CLAIM_LEASE_SECONDS") or 3600),
             db_reconnect_seconds=max(0.0, float(env.get("NEWSFLOW_DB_RECONNECT_SECONDS") or 60)),
+            db_statement_seconds=max(0.0, float(env.get("NEWSFLOW_DB_STATEMENT_SECONDS") or 600)) or None,
         )

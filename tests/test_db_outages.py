@@ -316,3 +316,56 @@ def test_closing_a_staged_document_waits_for_a_restarting_database(
         assert conn.scalar(sa.text("SELECT count(*) FROM raw_documents WHERE processed_at IS NULL")) == 0
         statuses = conn.execute(sa.text("SELECT status FROM ingest_runs ORDER BY id")).scalars().all()
     assert statuses[-1] == "succeeded"
+
+
+def _errors(url: str) -> list[tuple[int, str, str]]:
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, source, stage FROM ingest_errors ORDER BY id")).all()
+    engine.dispose()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_an_error_row_written_again_after_a_lost_commit_reply_is_stored_once(make_database: MakeDatabase) -> None:
+    """A COMMIT whose reply is lost: the input has no outcome, the batch runs it again, and its error row is
+    written a second time. The key (run, stage, source) keeps one; a very long source is keyed by its digest."""
+    from pipeline.db import runs
+    from pipeline.db.engine import create_engine
+
+    url = make_database()
+    engine = create_engine(url)
+    run_id = runs.start_run(engine, trigger="test")
+    long_source = "https://example.org/" + "é" * 5000
+    for _ in range(2):
+        for source in ("/tmp/a.txt", long_source):
+            runs.record_error(engine, run_id=run_id, source=source, stage="fetch", error="lost once")
+    runs.record_error(engine, run_id=run_id, source="/tmp/a.txt", stage="extract", error="another stage")
+    engine.dispose()
+    assert [(source[:20], stage) for _, source, stage in _errors(url)] == [
+        ("/tmp/a.txt", "fetch"), (long_source[:20], "fetch"), ("/tmp/a.txt", "extract")
+    ]  # fmt: skip
+
+
+def test_the_error_key_migration_keeps_the_first_of_each_duplicate(
+    make_database: MakeDatabase, settings: Settings, tmp_path: Path
+) -> None:
+    older = tmp_path / "sql"
+    older.mkdir()
+    for migration in sorted(settings.sql_dir.glob("*.sql")):
+        if migration.name < "0013":
+            (older / migration.name).write_text(migration.read_text(encoding="utf-8"), encoding="utf-8")
+    url = make_database(migrated=False)
+    apply_migrations(url, older)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.begin() as conn:
+        run_id = conn.scalar(sa.text("INSERT INTO ingest_runs (trigger) VALUES ('test') RETURNING id"))
+        for source, stage in [("a", "fetch"), ("b", "fetch"), ("a", "fetch"), ("a", "extract"), ("a", "fetch")]:
+            conn.execute(sa.text("INSERT INTO ingest_errors (ingest_run_id, source, stage, error) "
+                                 "VALUES (:r, :s, :st, 'x')"), {"r": run_id, "s": source, "st": stage})  # fmt: skip
+        conn.execute(sa.text("INSERT INTO ingest_errors (ingest_run_id, source, stage, error) "
+                             "VALUES (NULL, 'a', 'fetch', 'x'), (NULL, 'a', 'fetch', 'x')"))  # fmt: skip
+    engine.dispose()
+    first = _errors(url)
+    assert "0013_error_once" in apply_migrations(url, settings.sql_dir)
+    kept = _errors(url)
+    assert kept == [first[0], first[1], first[3], first[5], first[6]]  # runless rows are not keyed

@@ -7,6 +7,7 @@ Each test runs its own PostgreSQL server (``tests/private_server.py``), stopped 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -188,3 +189,98 @@ def test_a_batch_the_connection_is_lost_under_again_and_again_fails_with_error_r
     assert (summary.seen, summary.failed) == (4, 2)  # the poisoned document and its batch-mate
     assert sorted(error for _, _, error in errors(engine)) == [LOST_TOO_OFTEN, LOST_TOO_OFTEN]
     assert articles(engine) == 2
+
+
+def _lost() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("COMMIT", {}, psycopg2.OperationalError("server closed the connection unexpectedly"))
+
+
+def test_work_lost_again_and_again_is_retried_until_the_bound(engine: sa.Engine) -> None:
+    """Two drops in a row (around the run's row, say) are waited for while the bound lasts, not once only; the
+    retries stop at the bound (the clock is injected) and at an attempt cap."""
+    from pipeline.db.reconnect import Backoff
+    from pipeline.errors import DatabaseConnectionLostError
+    from pipeline.ingest.run import RECONNECT_ATTEMPTS, reconnecting
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    backoff = Backoff(seconds=60, clock=lambda: now[0], sleep=sleep)
+    failures = iter([_lost(), _lost(), _lost()])
+
+    def flaky() -> str:
+        failure = next(failures, None)
+        if failure is not None:
+            now[0] += 5  # each lost attempt takes a while
+            raise failure
+        return "done"
+
+    assert reconnecting(engine, backoff, flaky) == "done"
+    calls = [0]
+
+    def always_lost() -> None:
+        calls[0] += 1
+        now[0] += 1
+        raise _lost()
+
+    now[0] = 0.0
+    with pytest.raises(DatabaseConnectionLostError):
+        reconnecting(engine, backoff, always_lost)
+    assert calls[0] == RECONNECT_ATTEMPTS
+
+    def slow_lost() -> None:
+        calls[0] += 1
+        now[0] += 25
+        raise _lost()
+
+    now[0], calls[0] = 0.0, 0
+    with pytest.raises(DatabaseConnectionLostError):
+        reconnecting(engine, backoff, slow_lost)
+    # lost first at 25 s: tried again at 25, 50 and 75 s, none after the bound (60 s from the first loss)
+    assert calls[0] == 4 and now[0] == 100
+
+
+def test_a_run_whose_only_loss_is_its_own_record_says_the_data_is_complete() -> None:
+    from pipeline.cli import _Request, _stop_message
+    from pipeline.errors import DatabaseConnectionLostError
+
+    request = _Request(["a.txt", "b.txt"], [], 1)
+    request.count(2)
+    message = _stop_message(DatabaseConnectionLostError("the database connection was lost: x"), request)
+    assert "the data is complete" in message and "only the run's record" in message, message
+    assert "not loaded" not in message and "run the same command again" not in message
+
+
+def test_an_interrupt_while_waiting_for_the_database_ends_at_once_with_a_plain_line(
+    server: PrivateServer, settings: Settings, corpus: list[Path]
+) -> None:
+    """Ctrl-C (or Airflow's SIGTERM, which ends the task the same way) while the run waits for a lost database:
+    the run's row gets one quick try, not another whole bound, and the command says what happened in a line."""
+    url = fresh_database(server, settings)
+    engine = create_engine(url)
+    env = {**os.environ, "NEWSFLOW_DATABASE_URL": url, "NEWSFLOW_BATCH_SIZE": "2",
+           "NEWSFLOW_DB_RECONNECT_SECONDS": "60"}  # fmt: skip
+    process = subprocess.Popen([NEWSFLOW, "ingest", *map(str, corpus)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while articles(engine) == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    engine.dispose()
+    server.stop("immediate")
+    time.sleep(2)  # the run is waiting for the database now
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the interrupted run is still waiting a minute later") from None
+    took = time.monotonic() - started
+    print(f"interrupted while waiting for the database: ended {took:.1f}s after SIGINT")
+    assert took < 8, took
+    assert "Traceback" not in stderr and "interrupted:" in stderr, stderr
+    assert "could not be written" in " ".join(stderr.split()), stderr

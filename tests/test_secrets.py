@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from pipeline.db.engine import PASSWORD_MASK, psql_command, scrubbed, shown_url
+from pipeline.db.engine import PASSWORD_MASK, normalise_url, psql_command, scrubbed, shown_url
+from pipeline.errors import DatabaseUnavailableError
 
 from .conftest import ROOT, SEED, MakeDatabase
 
@@ -106,3 +107,95 @@ def test_database_errors_never_print_the_password(make_database: MakeDatabase, b
     assert result.returncode == 3, result.stderr
     assert "error:" in result.stderr and "Traceback" not in result.stderr
     assert TOKEN not in result.stdout + result.stderr
+
+
+# Red team, round 3. A URL with no "//", or no scheme at all: everything from the first ":" to the last "@" is
+# taken for a password.
+UNPARSED_URLS = [
+    f"postgres:{TOKEN}@db.example:5432/news",
+    f"postgresql:newsflow:{TOKEN}@db.example/news",
+    f"newsflow:{TOKEN}@db.example/news",
+    f"postgresql:/newsflow:{TOKEN}@db.example/news",
+    f"newsflow:{TOKEN}p@ss@db.example/news",
+]
+
+
+@pytest.mark.parametrize("url", UNPARSED_URLS)
+def test_shown_url_masks_a_password_in_text_that_is_no_url(url: str) -> None:
+    shown = shown_url(url)
+    assert TOKEN not in shown and PASSWORD_MASK in shown
+    assert "db.example" in shown
+
+
+# A password with an unescaped "@" (SQLAlchemy ends it at the first "@", libpq echoes the "host" it then
+# sees), a driver that is not psycopg2, a misspelt scheme: refused before any connection, as one masked line.
+REFUSED_URLS = [
+    f"postgresql://newsflow:Sekr@{TOKEN}@127.0.0.1:5432/news",
+    f"postgresql://newsflow:{TOKEN}@p@ss@127.0.0.1/news",
+    f"postgres://newsflow:Sekr@{TOKEN}/x@127.0.0.1/news",
+    f"postgresql://newsflow:Sekr?x@{TOKEN}@127.0.0.1/news",
+    f"postgres:{TOKEN}@127.0.0.1:5432/news",
+    f"postgressql://newsflow:{TOKEN}@127.0.0.1/news",
+    f"mysql://newsflow:{TOKEN}@127.0.0.1/news",
+    "sqlite:///news.db",
+    f"postgresql+asyncpg://newsflow:{TOKEN}@127.0.0.1/news",
+    f"postgresql+pg8000://newsflow:{TOKEN}@127.0.0.1/news",
+]
+
+
+@pytest.mark.parametrize("url", REFUSED_URLS)
+def test_normalise_url_refuses_what_psycopg2_would_misread(url: str) -> None:
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        normalise_url(url)
+    message = str(raised.value)
+    assert TOKEN not in message
+    assert PASSWORD_MASK in message or url.startswith("sqlite")
+    assert "127.0.0.1" in message or "news.db" in message
+    assert ("%40" in message) == (url.split("?")[0].count("@") > 1 or "Sekr?x@" in url)
+
+
+@pytest.mark.parametrize("url", REFUSED_URLS[:1] + REFUSED_URLS[4:7] + REFUSED_URLS[8:])
+def test_a_refused_url_is_one_masked_line_and_exit_3(url: str) -> None:
+    result = _newsflow(url, "db", "migrate")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("error: not a ") and "Traceback" not in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_an_escaped_at_sign_is_accepted() -> None:
+    url = f"postgresql://newsflow:Sekr%40{TOKEN}@127.0.0.1:5432/news"
+    assert make_url(normalise_url(url)).password == f"Sekr@{TOKEN}"
+
+
+# A short or guessable password is not revealed by masking it where it is an ordinary word of the message.
+@pytest.mark.parametrize(
+    ("password", "message", "kept"),
+    [
+        ("5432", 'connection to server at "127.0.0.1", port 5432 failed', "port 5432 failed"),
+        ("newsflow", 'role "newsflow" does not exist', 'role "newsflow"'),
+        ("news", "the newsflow database is down", "newsflow database"),
+        ("abc", "abcdef: the server abc refused", "server abc refused"),
+    ],
+)
+def test_scrubbed_does_not_reveal_a_password_by_masking_ordinary_words(password: str, message: str, kept: str) -> None:
+    url = f"postgresql://newsflow:{password}@127.0.0.1/news"
+    assert kept in scrubbed(message, url)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"failed with postgresql://newsflow:{TOKEN}@127.0.0.1/news",
+        f"could not use password={TOKEN} here",
+        f'could not translate host name "{TOKEN}"',
+        f"the token {TOKEN} was refused",
+        f"(x:{TOKEN})",
+    ],
+)
+def test_scrubbed_still_masks_the_password_as_a_token(message: str) -> None:
+    assert TOKEN not in scrubbed(message, f"postgresql://newsflow:{TOKEN}@127.0.0.1/news")
+
+
+def test_scrubbed_masks_every_reading_of_a_password_with_an_at_sign() -> None:
+    url = f"postgresql://newsflow:Sekr@{TOKEN}@127.0.0.1/news"
+    assert TOKEN not in scrubbed(f'could not translate host name "{TOKEN}@127.0.0.1"; Sekr@{TOKEN}', url)

@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from psycopg2.sql import SQL, Identifier
 from sqlalchemy.engine import Engine, make_url
 
-from pipeline.db.watchdog import watch
+from pipeline.db.watchdog import STATEMENT_SECONDS, watch
 from pipeline.errors import DatabaseUnavailableError, describe, disk_full
 from pipeline.settings import Settings
 
@@ -39,27 +39,61 @@ PASSWORD_MASK = "***"
 # A password in the authority (greedy to the last "@" of the authority; a sloppy password may hold "/"), and one
 # given as a query parameter or a key=value pair, quoted or not (password=, sslpassword=).
 _AUTHORITY_PASSWORD = re.compile(r"(://[^:@/\s]*):[^/?#]*@")
+_URL_AUTHORITY_PASSWORD = re.compile(r"(://[^:@/\s]*):[^?#]*@")  # in a URL alone: to the last "@" before "?"
 _SLOPPY_AUTHORITY_PASSWORD = re.compile(r"(://[^:@/\s]*):.*@")
 _KEYWORD_PASSWORD = re.compile(r"(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&#\s]+)")
+# Text without "://" (``postgres:pw@host``, ``user:pw@host``, ``postgresql:user:pw@host``): from the first ":"
+# to the last "@" may be a password.
+_UNPARSED_PASSWORD = re.compile(r"^([^:]*):.*@", re.DOTALL)
+# Shorter passwords are masked only where a password stands (a URL's authority, password=, a quoted token):
+# masking every occurrence of "abc" or "5432" in a message would reveal it.
+SHORTEST_MASKED_WORD = 4
 
 
 def shown_url(url: str) -> str:
     """``url`` as shown to a person (messages, logs, errors): every password it carries replaced by ``***``.
 
     Works on the text itself, so a URL that does not parse, or a libpq ``key=value`` string, is masked too."""
-    masked, found = _AUTHORITY_PASSWORD.subn(rf"\1:{PASSWORD_MASK}@", url)
+    masked, found = _URL_AUTHORITY_PASSWORD.subn(rf"\1:{PASSWORD_MASK}@", url)
     if not found:
-        masked = _SLOPPY_AUTHORITY_PASSWORD.sub(rf"\1:{PASSWORD_MASK}@", masked)
+        masked, found = _SLOPPY_AUTHORITY_PASSWORD.subn(rf"\1:{PASSWORD_MASK}@", masked)
+    if not found and "://" not in url:
+        masked = _UNPARSED_PASSWORD.sub(rf"\1:{PASSWORD_MASK}@", masked)
     return _KEYWORD_PASSWORD.sub(rf"\1{PASSWORD_MASK}", masked)
 
 
 def scrubbed(text: str, url: str) -> str:
-    """``text`` (an error message about ``url``) with ``url``'s password masked wherever it appears."""
-    masked = text.replace(url, shown_url(url))
+    """``text`` (an error message about ``url``) with ``url``'s password masked: in any URL's authority, after
+    ``password=``, as a quoted token, and as a whole word (not inside a longer one) when it is at least
+    ``SHORTEST_MASKED_WORD`` characters and not all digits. A password that is also the URL's user, host, port
+    or database is left where the message names those (they are shown anyway; masking them would tell)."""
+    masked = _AUTHORITY_PASSWORD.sub(rf"\1:{PASSWORD_MASK}@", text.replace(url, shown_url(url)))
+    masked = _KEYWORD_PASSWORD.sub(rf"\1{PASSWORD_MASK}", masked)
+    visible = _visible_parts(url)
     for password in _passwords(url):
-        for form in {password, quote(password, safe=""), quote_plus(password), _rendered(password)}:
-            masked = masked.replace(form, PASSWORD_MASK)
+        forms = {password, quote(password, safe=""), quote_plus(password), _rendered(password)} - visible
+        for form in sorted(forms, key=len, reverse=True):
+            masked = _as_token(form).sub(PASSWORD_MASK, masked)
     return masked
+
+
+def _as_token(password: str) -> re.Pattern[str]:
+    """Where ``password`` stands as a token: quoted, or (when it is distinctive) a whole word."""
+    quoted = rf"(?<=[\"']){re.escape(password)}(?=[\"'])"
+    if len(password) < SHORTEST_MASKED_WORD or password.isdigit():
+        return re.compile(quoted)
+    before = r"(?<!\w)" if re.match(r"\w", password) else ""
+    after = r"(?!\w)" if re.search(r"\w$", password) else ""
+    return re.compile(rf"{quoted}|{before}{re.escape(password)}{after}")
+
+
+def _visible_parts(url: str) -> set[str]:
+    """The user, host, port and database of ``url`` (shown in ``shown_url`` and in libpq's messages)."""
+    try:
+        parsed = make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return set()
+    return {str(part) for part in (parsed.username, parsed.host, parsed.port, parsed.database) if part}
 
 
 def _rendered(password: str) -> str:
@@ -69,15 +103,24 @@ def _rendered(password: str) -> str:
 
 
 def _passwords(url: str) -> list[str]:
-    """The passwords ``url`` carries (in the authority or the query), longest first; none if it does not parse."""
+    """The passwords ``url`` may carry, longest first: in the authority (to its first and to its last "@", and
+    each piece between unescaped "@"s), after ``password=``, and as a URL's query parameters."""
+    found = [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(url)]
+    patterns = [_AUTHORITY_PASSWORD, _URL_AUTHORITY_PASSWORD, _SLOPPY_AUTHORITY_PASSWORD]
+    for pattern in patterns if "://" in url else [_UNPARSED_PASSWORD]:
+        whole = pattern.search(url)
+        if whole:
+            inside = whole.group(0)[len(whole.group(1)) + 1 : -1]
+            found += [inside, *inside.split("@")]
     try:
         parsed = make_url(url)
     except (sa.exc.ArgumentError, ValueError):
-        return [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(url) if m.group(2).strip("'")]
-    found = [parsed.password or ""]
-    for key, value in parsed.query.items():
-        if key.lower() in {"password", "sslpassword"}:
-            found += [value] if isinstance(value, str) else list(value)
+        parsed = None
+    if parsed is not None:
+        found.append(parsed.password or "")
+        for key, value in parsed.query.items():
+            if key.lower() in {"password", "sslpassword"}:
+                found += [value] if isinstance(value, str) else list(value)
     return sorted({str(p) for p in found if p}, key=len, reverse=True)
 
 
@@ -90,14 +133,30 @@ def database_url(settings: Settings) -> str:
 
 def normalise_url(url: str) -> str:
     """Accept libpq-style ``postgres://`` URLs and pin the psycopg2 driver; ``DatabaseUnavailableError`` (its
-    password masked) for text that is not a database URL."""
+    password masked) for text that is not a database URL, names another driver, or holds an unescaped "@" in
+    its password (which SQLAlchemy would end at the first "@", sending the rest to libpq as a host name)."""
     try:
         parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     except (sa.exc.ArgumentError, ValueError) as error:
         raise DatabaseUnavailableError(f"not a database URL: {shown_url(url)} ({scrubbed(str(error), url)})") from None
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
+    if _unescaped_at_signs(url) or "@" in (parsed.host or ""):
+        raise DatabaseUnavailableError(
+            f"not a database URL: {shown_url(url)} (a password with @ must be percent-encoded as %40)"
+        )
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise DatabaseUnavailableError(
+            f"not a PostgreSQL URL for psycopg2: {shown_url(url)} (use postgresql:// or postgresql+psycopg2://, "
+            f"not {parsed.drivername}://)"
+        )
+    return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+SUPPORTED_DRIVERS = frozenset({"postgresql", "postgresql+psycopg2"})
+
+
+def _unescaped_at_signs(url: str) -> bool:
+    """Whether the URL before its query holds more than one "@" (only the one that ends the password may)."""
+    return url.split("://", 1)[-1].split("?", 1)[0].count("@") > 1
 
 
 def libpq_url(url: str, *, timeouts: bool = False) -> str:
@@ -215,13 +274,14 @@ def _create_database_if_missing(admin_url: str, name: str) -> None:
         engine.dispose()
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, statement_seconds: float | None = STATEMENT_SECONDS) -> Engine:
     """An engine on psycopg2 that checks connections before use (the server may restart), whose connections
-    carry ``connect_options`` and are watched for a server that stops answering (``watchdog``)."""
+    carry ``connect_options`` and are watched for a server or backend that stops answering (``watchdog``; a
+    statement running over ``statement_seconds`` counts as wedged, None: no limit)."""
     normalised = normalise_url(url)
     options = connect_options(normalised)
     engine = sa.create_engine(normalised, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=options)
-    watch(engine, options)
+    watch(engine, options, statement_seconds)
     return engine
 
 

@@ -35,6 +35,7 @@ from yoyo import get_backend, read_migrations
 
 from pipeline.db.engine import is_systemic, is_transient, libpq_url, scrubbed, shown_url
 from pipeline.db.reconnect import Backoff, wait_for_database
+from pipeline.db.watchdog import watch_connection
 from pipeline.errors import DatabaseUnavailableError, describe
 
 # pg_advisory_lock key of Newsflow's migrations: the bytes of "newsflow" read as a signed 64-bit integer.
@@ -103,13 +104,16 @@ def _apply_pending(url: str, sql_dir: Path, waits: Waits) -> list[str]:
 
 @contextmanager
 def _backend(url: str) -> Iterator[Any]:
-    """yoyo's backend on a connection that carries the timeouts and keepalives; closed on the way out."""
+    """yoyo's backend on a connection that carries the timeouts and keepalives, watched for a frozen server
+    (``watchdog``); closed on the way out."""
+    dsn = libpq_url(url, timeouts=True)
     try:
-        backend = get_backend(libpq_url(url, timeouts=True))
+        backend = get_backend(dsn)
     except psycopg2.Error as error:
         if is_transient(error) and not is_systemic(error):
             raise
         raise _migration_error(url, error) from None
+    watch_connection(backend.connection, dsn)  # a frozen server cuts the migration instead of hanging it
     try:
         yield backend
     finally:

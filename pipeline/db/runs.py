@@ -101,9 +101,18 @@ def bounded(source: str) -> str:
     return encoded[: MAX_SOURCE_BYTES - 3].decode("utf-8", "ignore") + "…"
 
 
+# An input's error row is written again when the reply to its COMMIT was lost (the input then has no outcome
+# and the batch runs it again): the key (run, stage, md5(source)) of sql/0013_error_once.sql keeps the first.
+RECORD_ERROR = (
+    "INSERT INTO ingest_errors (ingest_run_id, source, stage, error) VALUES (:r, :s, :st, :e) "
+    "ON CONFLICT (ingest_run_id, stage, md5(source)) DO NOTHING"
+)
+
+
 def record_error(engine: Engine, *, run_id: int | None, source: str, stage: str, error: str) -> None:
+    """The input's error row, once per run and stage however often it is written."""
     with engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO ingest_errors (ingest_run_id, source, stage, error) VALUES (:r, :s, :st, :e)"),
+            sa.text(RECORD_ERROR),
             {"r": run_id, "s": bounded(source), "st": stage, "e": storable(error)[:4000]},
         )

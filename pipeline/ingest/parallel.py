@@ -175,7 +175,7 @@ def _start(settings: Settings, parent_pid: int, lifeline: Connection) -> None:
     die_with_parent(parent_pid, lifeline)
     try:
         _worker["settings"] = settings
-        _worker["engine"] = create_engine(database_url(settings))
+        _worker["engine"] = create_engine(database_url(settings), statement_seconds=settings.db_statement_seconds)
         load_model(settings.spacy_model)
     except Exception as error:  # noqa: BLE001 - handed to the parent with the first batch
         _worker["error"] = error

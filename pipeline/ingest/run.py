@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
@@ -215,6 +215,7 @@ def open_run(settings: Settings, engine: Engine, *, trigger: str, on_document: P
     as ``stopped`` with the reason when a systemic error ends it."""
     backoff = Backoff(settings.db_reconnect_seconds)
     summary = RunSummary(run_id=reconnecting(engine, backoff, lambda: runs.start_run(engine, trigger=trigger)))
+    interrupted = False
     try:
         with join_run(settings, engine, summary, on_document=on_document) as run:
             yield run
@@ -224,11 +225,21 @@ def open_run(settings: Settings, engine: Engine, *, trigger: str, on_document: P
         if systemic is not None and systemic is not error:
             raise systemic from error
         raise
-    except BaseException as error:  # an interrupt, or Airflow ending the task
-        summary.stop_reason = f"interrupted ({type(error).__name__})"
+    except BaseException as error:  # an interrupt, or Airflow ending the task: no waiting for the database
+        summary.stop_reason, interrupted = f"interrupted ({type(error).__name__})", True
+        if not _finish_at_once(engine, summary):
+            error.add_note(RECORD_NOT_WRITTEN)
         raise
     finally:
-        _finish(engine, summary, backoff)
+        if not interrupted:
+            _finish(engine, summary, backoff)
+
+
+# The note an interrupt carries when the run's row could not be written on the one quick try.
+RECORD_NOT_WRITTEN = (
+    "the database did not answer, so the run's record could not be written (the next run on this host marks "
+    "it abandoned); what was stored stays"
+)
 
 
 def _finish(engine: Engine, summary: RunSummary, backoff: Backoff) -> None:
@@ -236,31 +247,54 @@ def _finish(engine: Engine, summary: RunSummary, backoff: Backoff) -> None:
     did not finish when it stopped early. A run stopped because the database went away may not be able to, and
     says so through its error; the next run closes its row as abandoned."""
     if summary.stop_reason is not None:
-
-        def release_and_finish() -> None:
-            raw_store.release(engine, summary.run_id)
-            runs.finish_run(engine, summary.run_id, summary.record())
-
         with suppress(Exception):  # the error that stopped the run is the one to report
             if summary.stop_reason.startswith(LOST):  # waited for already: one more try
-                release_and_finish()
+                _release_and_finish(engine, summary)
             else:
-                reconnecting(engine, backoff, release_and_finish)
+                reconnecting(engine, backoff, lambda: _release_and_finish(engine, summary))
         return
     with database_errors():
         reconnecting(engine, backoff, lambda: runs.finish_run(engine, summary.run_id, summary.record()))
 
 
+def _finish_at_once(engine: Engine, summary: RunSummary) -> bool:
+    """One quick try at the row of an interrupted run (connecting gives up at the connect timeout); whether
+    it was written."""
+    with suppress(Exception):  # the interrupt is the one to report
+        _release_and_finish(engine, summary)
+        return True
+    return False
+
+
+def _release_and_finish(engine: Engine, summary: RunSummary) -> None:
+    raw_store.release(engine, summary.run_id)
+    runs.finish_run(engine, summary.run_id, summary.record())
+
+
+# How often ``reconnecting`` tries its work in all, however much of the bound is left.
+RECONNECT_ATTEMPTS = 8
+
+
 def reconnecting(engine: Engine, backoff: Backoff, work: Callable[[], T]) -> T:
-    """``work()``, done again once after the connection was lost and the database answers again."""
-    try:
-        return work()
-    except Exception as error:
-        if not is_transient(error):
-            raise
-        if not wait_for_database(engine_probe(engine), backoff):
-            raise DatabaseConnectionLostError(f"the database connection was lost: {describe(error)}") from error
-    return work()
+    """``work()``, done again each time the connection was lost and the database answers again, while the bound
+    (``backoff.seconds``, counted from the first loss) lasts, at most ``RECONNECT_ATTEMPTS`` times in all."""
+    deadline: float | None = None
+    for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+        try:
+            return work()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            deadline = backoff.clock() + backoff.seconds if deadline is None else deadline
+            left = deadline - backoff.clock()
+            if attempt == RECONNECT_ATTEMPTS or (attempt > 1 and left <= 0) or not _answers(engine, backoff, left):
+                raise DatabaseConnectionLostError(f"the database connection was lost: {describe(error)}") from error
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _answers(engine: Engine, backoff: Backoff, seconds: float) -> bool:
+    """Whether the database answers within ``seconds`` (tried at once when none are left)."""
+    return wait_for_database(engine_probe(engine), replace(backoff, seconds=max(0.0, seconds)))
 
 
 @contextmanager
