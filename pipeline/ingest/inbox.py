@@ -113,9 +113,10 @@ class Dropped:
                 for line in refused[:MAX_REFUSAL_ROWS]]  # fmt: skip
         if len(refused) > MAX_REFUSAL_ROWS:
             more = f"{len(refused) - MAX_REFUSAL_ROWS:,} more lines refused, each in failed/{self.path.name}"
-            rows.append(Failure(str(self.path), INBOX_STAGE, f"{more} with its reason"))
-        if self.urls.over_limit:
-            rows.append(Failure(str(self.path), INBOX_STAGE, over_limit(self.urls.over_limit)))
+            first = refused[MAX_REFUSAL_ROWS].number
+            rows.append(Failure(f"{self.path}:{first}-", INBOX_STAGE, f"{more} with its reason"))
+        if self.urls.over_limit:  # its own source: a run keeps one row per source and stage
+            rows.append(Failure(f"{self.path}:over-limit", INBOX_STAGE, over_limit(self.urls.over_limit)))
         return rows
 
 
