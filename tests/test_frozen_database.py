@@ -118,16 +118,7 @@ def test_a_frozen_server_mid_run_ends_the_run_with_the_plain_sentence(
         engine.dispose()
         assert process.poll() is None, "the run ended before the server could be frozen"
         frozen = _server_processes(server)
-        for member in frozen:
-            member.send_signal(signal.SIGSTOP)
-        started = time.monotonic()
-        try:
-            _, stderr = process.communicate(timeout=ALLOWED + 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise AssertionError("the run still hangs on the frozen server") from None
-        took = time.monotonic() - started
+        stderr, took = _freeze_and_wait(frozen, process, "the run")
         print(f"frozen server: the run ended {took:.1f}s after the freeze (bound {BOUND}s)")
         assert process.returncode == 3, stderr
         message = " ".join(stderr.split())
@@ -150,7 +141,7 @@ def test_a_server_frozen_during_a_migration_ends_db_migrate_with_an_error(
     (home / "sql" / "9999_slow.sql").write_text(
         "CREATE TABLE frozen_half (id int);\nSELECT pg_sleep(4);\nCREATE TABLE frozen_whole (id int);\n"
     )
-    server = PrivateServer.create(tmp_path_factory.mktemp("frozen") / "pg")
+    server = PrivateServer.temporary()
     frozen: list[psutil.Process] = []
     try:
         url = fresh_database(server, settings)
@@ -158,16 +149,7 @@ def test_a_server_frozen_during_a_migration_ends_db_migrate_with_an_error(
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         _wait_for_statement(server, "pg_sleep(4)", process)
         frozen = _server_processes(server)
-        for member in frozen:
-            member.send_signal(signal.SIGSTOP)
-        started = time.monotonic()
-        try:
-            _, stderr = process.communicate(timeout=ALLOWED + 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise AssertionError("db migrate still hangs on the frozen server") from None
-        took = time.monotonic() - started
+        stderr, took = _freeze_and_wait(frozen, process, "db migrate")
         print(f"frozen server during a migration: db migrate ended {took:.1f}s after the freeze (bound {BOUND}s)")
         assert process.returncode == 3, stderr
         assert stderr.startswith("error: cannot migrate") and "Traceback" not in stderr, stderr
@@ -206,7 +188,7 @@ def test_a_wedged_backend_of_the_run_is_cut_and_the_run_ends(
     """Only the run's own backends frozen (the postmaster still accepts): the watchdog asks pg_stat_activity
     about them, cuts one that sits idle while its client waits, or that has run one statement longer than
     ``NEWSFLOW_DB_STATEMENT_SECONDS``, and the run goes on or stops with the plain sentence, never hangs."""
-    server = PrivateServer.create(tmp_path_factory.mktemp("wedged") / "pg")
+    server = PrivateServer.temporary()
     frozen: list[psutil.Process] = []
     try:
         url = fresh_database(server, settings)
@@ -270,6 +252,20 @@ def test_the_watchdog_cuts_a_statement_over_the_limit_and_never_a_busy_healthy_o
         while time.monotonic() < deadline:
             cursor.execute("SELECT count(*) FROM pg_class, pg_attribute WHERE pg_class.oid = attrelid")
     busy.close()
+
+
+def _freeze_and_wait(frozen: list[psutil.Process], process: subprocess.Popen[str], what: str) -> tuple[str, float]:
+    """Stop ``frozen`` (SIGSTOP) and wait for ``process`` to end: its stderr and the seconds it took."""
+    for member in frozen:
+        member.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=ALLOWED + 30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"{what} still hangs on the frozen server") from None
+    return stderr, time.monotonic() - started
 
 
 def _resume(frozen: list[psutil.Process]) -> None:
