@@ -181,7 +181,6 @@ RUN_BACKENDS = ("SELECT pid FROM pg_stat_activity WHERE datname = 'news' AND bac
 
 
 def test_a_wedged_backend_of_the_run_is_cut_and_the_run_ends(
-    tmp_path_factory: pytest.TempPathFactory,
     settings,
     corpus: list[Path],  # type: ignore[no-untyped-def]
 ) -> None:
