@@ -22,6 +22,8 @@ from newsflow_common import FACTS, settings
 
 from pipeline.settings import Settings
 
+DRAIN_DOC = """Ingest every file and URL list in the inbox, then move each to `processed/` or `failed/`. A file or
+URL that fails is one log line and one `ingest_errors` row; the log ends with a table of counts."""
 DOORBELL = Settings.from_env().inbox_dir / ".ring"
 INBOX = Asset(
     "newsflow_inbox",
@@ -34,15 +36,17 @@ INBOX = Asset(
 
 @dag(
     dag_id="news_events",
+    description="Ingest what producers drop in the inbox, when they ring its doorbell",
     schedule=[INBOX],
     start_date=datetime(2025, 1, 1),
     catchup=False,
+    is_paused_upon_creation=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["newsflow", "ingest", "events"],
 )
 def news_events() -> None:
-    @task(outlets=[FACTS])
+    @task(outlets=[FACTS], doc_md=DRAIN_DOC)
     def drain_inbox() -> Any:
         """Ingest every file and URL list in the inbox, then move each to processed/ or failed/."""
         from pipeline.tasks import drain_inbox as drain
@@ -50,6 +54,7 @@ def news_events() -> None:
         newsflow = settings()
         counts = drain(newsflow, newsflow.inbox_dir, trigger="news_events")
         yield Metadata(FACTS, extra=counts)
+        return counts
 
     drain_inbox()
 

@@ -72,6 +72,13 @@ class DocumentTimeoutError(DocumentError, TimeoutError):
     """One document took longer than its time budget in a stage."""
 
 
+class NothingToReprocessError(NewsflowError, LookupError):
+    """A reprocess was asked for sources of which none names a stored article: the request is wrong, so the run
+    fails rather than ending green having done nothing."""
+
+    default_stage = "reprocess"
+
+
 class SystemicError(NewsflowError, RuntimeError):
     """The run cannot go on for anyone; it stops with this message."""
 

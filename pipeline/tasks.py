@@ -28,6 +28,8 @@ from pipeline.settings import Settings
 from pipeline.sources.feeds import read_feed_list
 
 FEEDS_PER_TASK = 10
+MAX_FAILURE_LINES = 1000  # a task log names this many failures, then counts the rest (all are in ingest_errors)
+MAX_LABEL_CHARS = 200
 log = logging.getLogger(__name__)
 
 
@@ -67,17 +69,17 @@ def fetch_feeds(settings: Settings, feed_urls: list[str], *, trigger: str = "air
     every_feed_failed = bool(feed_urls) and len({f.source for f in feed_failures}) == len(feed_urls)
     if every_feed_failed or (pages_tried > 0 and fetched == 0):
         raise SystemicError(f"every fetch failed; first reason: {summary.failures[0].error}")
-    return summary.extra()
+    return reported(summary, f"fetched {len(feed_urls)} feed(s)")
 
 
 def process(settings: Settings, *, limit: int, trigger: str = "airflow") -> dict[str, int]:
     """Turn staged documents into articles, sections and facts."""
-    return process_pending(settings, ready_engine(settings), limit=limit, trigger=trigger).extra()
+    return reported(process_pending(settings, ready_engine(settings), limit=limit, trigger=trigger), "processed")
 
 
 def reprocess_articles(settings: Settings, sources: list[str] | None, *, trigger: str = "airflow") -> dict[str, int]:
     """Re-derive facts from stored raw documents (all of them when ``sources`` is empty)."""
-    return reprocess(settings, ready_engine(settings), sources=sources or None, trigger=trigger).extra()
+    return reported(reprocess(settings, ready_engine(settings), sources=sources, trigger=trigger), "reprocessed")
 
 
 def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> dict[str, Any]:
@@ -87,4 +89,38 @@ def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> d
     if not files and not has_leftovers(inbox):
         return {"files": 0, **RunSummary(run_id=0).extra(), "left": 0}
     summary = drain(settings, ready_engine(settings), files, inbox=inbox, trigger=trigger)
-    return {"files": len(files), **summary.extra(), "left": summary.inbox_left}
+    return {"files": len(files), **reported(summary, f"drained {len(files)} file(s)"), "left": summary.inbox_left}
+
+
+def feed_batch_label(feed_urls: list[str]) -> str:
+    """A mapped fetch task's name in the UI: the feeds it polls, shortened (``host/path``), then how many more."""
+    room = MAX_LABEL_CHARS - len(" (+99999 more)")
+    shown: list[str] = []
+    for url in feed_urls:
+        short = url.split("://", 1)[-1].rstrip("/")
+        if shown and len(", ".join([*shown, short])) > room:
+            break
+        shown.append(short if len(short) <= room else short[: room - 1] + "…")
+    rest = len(feed_urls) - len(shown)
+    return ", ".join(shown) + (f" (+{rest} more)" if rest else "") if feed_urls else "no feeds"
+
+
+def reported(summary: RunSummary, what: str) -> dict[str, int]:
+    """Log each failure as one line (its URL or path, stage and reason), then a table of what the batch did;
+    returns the counts its asset event carries."""
+    for failure in summary.failures[:MAX_FAILURE_LINES]:
+        log.warning("failed: %s [%s] %s", failure.source, failure.stage, failure.error)
+    if len(summary.failures) > MAX_FAILURE_LINES:
+        more = len(summary.failures) - MAX_FAILURE_LINES
+        log.warning("… and %d more failures (SELECT * FROM ingest_errors WHERE run_id = %d)", more, summary.run_id)
+    counts = summary.extra()
+    log.info("%s, ingest run %d:\n%s", what, summary.run_id, counts_table({**counts, "entities": summary.entities}))
+    return counts
+
+
+def counts_table(counts: dict[str, int]) -> str:
+    """Counts as a two-line text table, one right-aligned column per count."""
+    widths = [max(len(name), len(str(value))) for name, value in counts.items()]
+    header = "  ".join(name.rjust(width) for name, width in zip(counts, widths, strict=True))
+    values = "  ".join(str(value).rjust(width) for value, width in zip(counts.values(), widths, strict=True))
+    return f"{header}\n{values}"

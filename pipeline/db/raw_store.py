@@ -169,16 +169,44 @@ def close(engine: Engine, raw_id: int, *, article_id: int | None, error: str | N
 
 STORED_IDS = (
     "SELECT r.id FROM articles a JOIN raw_documents r ON r.id = a.raw_document_id "
-    "WHERE :all OR a.source = ANY(:sources) OR a.url = ANY(:sources) ORDER BY a.id"
+    "WHERE :all OR a.source = ANY(:sources) OR a.url = ANY(:sources) "
+    "OR a.source IN (SELECT source FROM source_requests WHERE md5(requested) = "
+    "ANY(ARRAY(SELECT md5(given) FROM unnest(CAST(:sources AS text[])) AS given))) ORDER BY a.id"
 )
-VERSIONS = "SELECT id, source, media_type, metadata, body_gzip FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
 
 
 def stored_ids(engine: Engine, *, sources: list[str] | None) -> list[int]:
-    """The raw version behind each article (all of them, or those whose source or URL is given), by id."""
+    """The raw version behind each article (all of them, or those whose source, URL, or a name it was requested
+    by is given), by id."""
     values = {"all": sources is None, "sources": sources or []}
     with engine.connect() as conn:
         return [int(ident) for ident in conn.scalars(sa.text(STORED_IDS), values)]
+
+
+# Each name an input was given as, where it differs from the source its staged version or article is under.
+REMEMBER_STAGED = (
+    "INSERT INTO source_requests (requested, source) SELECT given.requested, r.source "
+    "FROM unnest(CAST(:requested AS text[]), CAST(:ids AS bigint[])) AS given (requested, id) "
+    "JOIN raw_documents r ON r.id = given.id WHERE r.source <> given.requested ON CONFLICT DO NOTHING"
+)
+REMEMBER_LOADED = (
+    "INSERT INTO source_requests (requested, source) SELECT given.requested, a.source "
+    "FROM unnest(CAST(:requested AS text[]), CAST(:ids AS bigint[])) AS given (requested, id) "
+    "JOIN articles a ON a.id = given.id WHERE a.source <> given.requested ON CONFLICT DO NOTHING"
+)
+
+
+def remember_requests(engine: Engine, *, raw_documents: dict[str, int], articles: dict[str, int]) -> None:
+    """Keep the names inputs were given as (input → staged raw document id, input → article id), where they
+    differ from the source the document is stored under."""
+    with engine.begin() as conn:
+        for statement, named in ((REMEMBER_STAGED, raw_documents), (REMEMBER_LOADED, articles)):
+            if named:
+                values = {"requested": [storable(name) for name in named], "ids": list(named.values())}
+                conn.execute(sa.text(statement), values)
+
+
+VERSIONS = "SELECT id, source, media_type, metadata, body_gzip FROM raw_documents WHERE id = ANY(:ids) ORDER BY id"
 
 
 def versions(engine: Engine, ids: list[int]) -> list[StoredVersion]:

@@ -32,6 +32,7 @@ from pipeline.facts.batch import Analyser
 from pipeline.models import Document, Failure, RawDocument
 from pipeline.settings import Settings
 from pipeline.sources import Fetcher
+from pipeline.sources.naming import source_names
 
 Progress = Callable[[str], None]
 LOST = "the database connection was lost"
@@ -254,7 +255,18 @@ def _finish(engine: Engine, summary: RunSummary, backoff: Backoff) -> None:
                 reconnecting(engine, backoff, lambda: _release_and_finish(engine, summary))
         return
     with database_errors():
-        reconnecting(engine, backoff, lambda: runs.finish_run(engine, summary.run_id, summary.record()))
+        reconnecting(engine, backoff, lambda: _record(engine, summary))
+
+
+def _record(engine: Engine, summary: RunSummary) -> None:
+    """The names the run's inputs were given as, then the run's row."""
+    staged, loaded = _every_name(summary.raw_documents), _every_name(summary.articles)
+    raw_store.remember_requests(engine, raw_documents=staged, articles=loaded)
+    runs.finish_run(engine, summary.run_id, summary.record())
+
+
+def _every_name(ids: dict[str, int]) -> dict[str, int]:
+    return {name: ident for given, ident in ids.items() for name in source_names(given)}
 
 
 def _finish_at_once(engine: Engine, summary: RunSummary) -> bool:
@@ -268,7 +280,7 @@ def _finish_at_once(engine: Engine, summary: RunSummary) -> bool:
 
 def _release_and_finish(engine: Engine, summary: RunSummary) -> None:
     raw_store.release(engine, summary.run_id)
-    runs.finish_run(engine, summary.run_id, summary.record())
+    _record(engine, summary)
 
 
 # How often ``reconnecting`` tries its work in all, however much of the bound is left.

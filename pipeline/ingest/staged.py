@@ -19,11 +19,13 @@ from sqlalchemy.engine import Engine
 
 from pipeline.db import raw_store
 from pipeline.db.raw_store import ClaimPolicy
+from pipeline.errors import NothingToReprocessError
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Run, RunSummary, open_run
 from pipeline.ingest.step import batches, ingest_batch, read
 from pipeline.models import Failure
 from pipeline.settings import Settings
+from pipeline.sources.naming import source_names
 
 DEFAULT_LIMIT = 1000
 
@@ -69,13 +71,41 @@ def _quarantine(run: Run, policy: ClaimPolicy) -> None:
 def reprocess(
     settings: Settings, engine: Engine, *, sources: list[str] | None = None, trigger: str = "reprocess"
 ) -> RunSummary:
-    """Re-derive the facts of stored articles (all, or those whose source or URL is given) from their raw bytes."""
+    """Re-derive the facts of stored articles from their raw bytes: all of them when ``sources`` is empty or
+    blank, else those each source names (as given, as a canonical URL, or as a name an input was given as). A
+    source that names nothing is its own error row; ``NothingToReprocessError`` when none names anything."""
+    wanted = [source.strip() for source in sources or [] if source.strip()] or None
     with open_run(settings, engine, trigger=trigger) as run:
-        ids = run.retrying(lambda: raw_store.stored_ids(engine, sources=sources))
+        ids, unmatched = run.retrying(lambda: _stored_ids(engine, wanted))
+        if wanted and not ids:
+            raise NothingToReprocessError(NOTHING_MATCHES.format(sources=", ".join(map(repr, unmatched))))
+        for source in unmatched:
+            run.fail(Input(source), Failure(source, "reprocess", NO_MATCH))
         for chunk in batches(ids, settings.batch_size):
             versions = run.retrying(partial(raw_store.versions, engine, chunk))
             ingest_batch(run, [Input(version.source, stored=version) for version in versions], force=True)
     return run.summary
+
+
+NO_MATCH = "no stored article has this source, canonical URL or requested name"
+NOTHING_MATCHES = (
+    "nothing to reprocess: no stored article matches {sources}; give a source as it was ingested (a URL or "
+    "path) or an article's canonical URL (SELECT source, url FROM articles), or leave sources empty for all"
+)
+
+
+def _stored_ids(engine: Engine, wanted: list[str] | None) -> tuple[list[int], list[str]]:
+    """The stored versions to redo, in article order without repeats, and the sources that named none."""
+    if wanted is None:
+        return raw_store.stored_ids(engine, sources=None), []
+    ids: dict[int, None] = {}
+    unmatched = []
+    for source in wanted:
+        found = raw_store.stored_ids(engine, sources=source_names(source))
+        ids.update(dict.fromkeys(found))
+        if not found:
+            unmatched.append(source)
+    return sorted(ids), unmatched
 
 
 def stage_values(run: Run, values: Iterable[str]) -> None:
