@@ -56,19 +56,31 @@ soak: install
 chaos: install
 	$(BIN)/python bench/chaos.py
 
-# Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/;
-# news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.
+# Airflow in one process (api-server, scheduler, dag-processor, triggerer) on this repo's dags/, every DAG on
+# from its first start; news data goes to the embedded Postgres unless NEWSFLOW_DATABASE_URL says otherwise.
+# The login is printed once the UI answers. Ctrl-C stops it all.
 AIRFLOW_HOME ?= $(CURDIR)/.newsflow/airflow
 # The UI listens on this machine only; `make airflow AIRFLOW_HOST=0.0.0.0` serves every interface.
 AIRFLOW_HOST ?= 127.0.0.1
 AIRFLOW_PORT ?= 8080
+AIRFLOW_PROBE = $(if $(filter 0.0.0.0,$(AIRFLOW_HOST)),127.0.0.1,$(AIRFLOW_HOST))
+AIRFLOW_PASSWORDS = $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated
 airflow: install
 	@mkdir -p "$(AIRFLOW_HOME)"
-	@echo "Airflow UI: http://$(AIRFLOW_HOST):$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(AIRFLOW_HOME)" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
-	NEWSFLOW_HOME="$(CURDIR)" \
-	$(BIN)/airflow standalone
+	@export PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(AIRFLOW_HOME)" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+	  AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) NEWSFLOW_HOME="$(CURDIR)"; \
+	$(BIN)/airflow standalone & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server; exit 0' INT TERM; \
+	echo "Starting Airflow: the login is printed here once the UI answers (a minute or two)"; \
+	until $(BIN)/python -c "import urllib.request as u; u.urlopen('http://$(AIRFLOW_PROBE):$(AIRFLOW_PORT)/api/v2/monitor/health', timeout=5)" 2>/dev/null; do \
+	  kill -0 $$server 2>/dev/null || { echo "airflow standalone stopped before its UI answered: see its output above"; exit 1; }; \
+	  sleep 3; \
+	done; \
+	echo; echo "Airflow UI ready: http://$(AIRFLOW_HOST):$(AIRFLOW_PORT)  user admin, password" \
+	  "$$($(BIN)/python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" "$(AIRFLOW_PASSWORDS)" 2>/dev/null || echo "in $(AIRFLOW_PASSWORDS)")"; \
+	echo "Every DAG is on: trigger news_daily to ingest the feeds now (see docs/airflow.md)"; echo; \
+	wait $$server
 
 lint: install
 	$(BIN)/ruff check pipeline tests dags bench

@@ -1,8 +1,9 @@
 """Airflow for real: the distributed path on Celery, and news_daily seen in a browser.
 
 The Celery test runs the api-server, scheduler, dag-processor and a Celery worker with the local Redis as
-broker and Postgres as the metadata database. The browser test runs ``airflow standalone``, triggers
-news_daily through REST API v2 and takes a headless Chromium screenshot of its grid view.
+broker and Postgres as the metadata database. The browser test runs ``airflow standalone`` as a new user
+would: it checks in headless Chromium that every DAG is on without a click, triggers news_daily once (no
+other click: news_process follows on its asset), and reads the dead feed's line in the mapped task's log.
 """
 
 from __future__ import annotations
@@ -95,29 +96,62 @@ def wait_for_asset_run(stack, timeout: float = 180) -> str:  # type: ignore[no-u
 
 @pytest.mark.skipif(chromium() is None, reason="the browser test needs Chromium: apt-get install chromium")
 def test_news_daily_in_the_ui(tmp_path: Path, httpserver: HTTPServer, migrated_url: str) -> None:
+    """As a new user: every DAG is on without a click, one Trigger of news_daily leaves the facts in Postgres,
+    and the dead feed beside the good one is named, with its reason, in the task's log as the UI shows it."""
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    env = airflow_env(
-        tmp_path / "airflow",
-        port,
-        NEWSFLOW_DATABASE_URL=migrated_url,
-        NEWSFLOW_FEEDS=str(local_feed(httpserver, tmp_path)),
-    )
+    feeds = local_feed(httpserver, tmp_path)
+    dead_feed = httpserver.url_for("/gone/feed.xml")
+    httpserver.expect_request("/gone/feed.xml").respond_with_data("gone", status=410)
+    feeds.write_text(feeds.read_text(encoding="utf-8") + dead_feed + "\n", encoding="utf-8")
+    env = airflow_env(tmp_path / "airflow", port, NEWSFLOW_DATABASE_URL=migrated_url, NEWSFLOW_FEEDS=str(feeds))
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"  # the DAGs' own is_paused_upon_creation wins
     with running_airflow(env, port, tmp_path / "logs", "standalone") as stack:
-        stack.wait_until_up(dag_ids=["news_daily"])
-        run_id = stack.trigger("news_daily")
+        stack.wait_until_up(dag_ids=["news_daily", "news_process", "news_events", "news_reprocess"])
+        assert {dag["dag_id"]: dag["is_paused"] for dag in stack.api("GET", "/dags")["dags"]} == dict.fromkeys(
+            ["news_daily", "news_process", "news_events", "news_reprocess"], False
+        )
+        run_id = stack.api("POST", "/dags/news_daily/dagRuns", {"logical_date": None})["dag_run_id"]
         assert stack.wait_for_run("news_daily", run_id) == "success"
-        assert set(stack.task_states("news_daily", run_id).values()) == {"success"}
-        shot = tmp_path / "news_daily_grid.png"
+        assert wait_for_asset_run(stack) == "success"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 800})
+            switches = dag_list_switches(page, stack.base)
+            page.screenshot(path=str(tmp_path / "dag_list.png"))
+            log_text = task_log_text(page, stack.base, run_id)
+            page.screenshot(path=str(tmp_path / "failed_feed_log.png"))
             page.goto(f"{stack.base}/dags/news_daily/runs/{run_id}", wait_until="networkidle")
             page.wait_for_timeout(2000)
-            page.screenshot(path=str(shot))
+            page.screenshot(path=str(tmp_path / "news_daily_grid.png"))
             browser.close()
+        runs = {dag: stack.api("GET", f"/dags/{dag}/dagRuns")["total_entries"] for dag in ("news_daily",)}
+    assert switches == [True] * 4, switches
+    assert f"failed: {dead_feed} [feed]" in log_text and "410" in log_text, log_text[-3000:]
+    assert runs["news_daily"] == 1, "switching on or triggering news_daily must make one run, not two"
+    with sa.create_engine(migrated_url).connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM articles")) == 1
+        assert conn.scalar(sa.text("SELECT count(*) FROM sections")) >= 1
+    shot = tmp_path / "news_daily_grid.png"
     assert shot.stat().st_size > 10_000
     if os.environ.get("NEWSFLOW_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, SCREENSHOT)
+        for name in ("news_daily_grid.png", "dag_list.png", "failed_feed_log.png"):
+            shutil.copy(tmp_path / name, SCREENSHOT.parent / name)
+
+
+def dag_list_switches(page, base: str) -> list[bool]:  # type: ignore[no-untyped-def]
+    """The on/off switch of each DAG in the UI's DAG list, as the browser renders it."""
+    page.goto(f"{base}/dags", wait_until="networkidle")
+    page.get_by_text("news_reprocess").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    switches = page.locator("[data-testid=toggle-pause]")
+    return [switches.nth(n).get_attribute("data-state") == "checked" for n in range(switches.count())]
+
+
+def task_log_text(page, base: str, run_id: str) -> str:  # type: ignore[no-untyped-def]
+    """The text of the first mapped fetch task's log page, as the UI shows it."""
+    page.goto(f"{base}/dags/news_daily/runs/{run_id}/tasks/fetch_feed_batch/mapped/0", wait_until="networkidle")
+    page.get_by_text("failed:").first.wait_for(timeout=60_000)
+    return str(page.inner_text("body"))
