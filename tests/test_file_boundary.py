@@ -740,7 +740,7 @@ def test_a_link_to_a_file_that_would_block_is_a_clear_error(tmp_path: Path) -> N
         pytest.skip("/proc/kmsg cannot be read here")
     (tmp_path / "kmsg.txt").symlink_to("/proc/kmsg")
     # Empty, the kernel's ring would block the read; with messages waiting it reads them up to the limit.
-    with pytest.raises(SourceError, match="would block|over the 16-byte limit"):
+    with pytest.raises(SourceError, match=r"would block|over the 16-byte limit"):
         read_file(tmp_path / "kmsg.txt", max_bytes=16)
 
 
