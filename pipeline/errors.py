@@ -143,3 +143,13 @@ def disk_full(error: BaseException) -> DiskFullError | None:
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return DiskFullError(f"no space left: {error.strerror} ({error.filename or 'a file the run writes'})")
     return None
+
+
+class WebSubError(DocumentError):
+    """A WebSub step failed: a hub refused a subscription request, or a delivery cannot be used."""
+
+    default_stage = "websub"
+
+
+class SignatureError(WebSubError):
+    """A delivery's ``X-Hub-Signature`` is missing, malformed, of an unknown method, or does not match."""

@@ -48,6 +48,11 @@ class Settings:
     claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
     db_reconnect_seconds: float = 60.0  # how long a run waits for a lost database connection to come back
     db_statement_seconds: float | None = 600.0  # a statement running longer counts as wedged (None: no limit)
+    websub_callback_url: str | None = None  # public HTTPS base the hubs deliver to (docs/websub.md)
+    websub_listen: str = "127.0.0.1:8086"  # where `newsflow websub serve` listens (behind the reverse proxy)
+    websub_lease_seconds: int = 864_000  # hub.lease_seconds asked for: ten days
+    websub_renew_seconds: float = 86_400.0  # a lease is renewed this long (or half itself, if less) before its end
+    websub_max_bytes: int = 10 * 1024 * 1024  # the largest delivery taken (413 over it)
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
@@ -99,4 +104,9 @@ class Settings:
             claim_lease_seconds=float(env.get("NEWSFLOW_CLAIM_LEASE_SECONDS") or 3600),
             db_reconnect_seconds=max(0.0, float(env.get("NEWSFLOW_DB_RECONNECT_SECONDS") or 60)),
             db_statement_seconds=max(0.0, float(env.get("NEWSFLOW_DB_STATEMENT_SECONDS") or 600)) or None,
+            websub_callback_url=(env.get("NEWSFLOW_WEBSUB_CALLBACK_URL") or "").rstrip("/") or None,
+            websub_listen=env.get("NEWSFLOW_WEBSUB_LISTEN") or "127.0.0.1:8086",
+            websub_lease_seconds=max(60, int(env.get("NEWSFLOW_WEBSUB_LEASE_SECONDS") or 864_000)),
+            websub_renew_seconds=max(60.0, float(env.get("NEWSFLOW_WEBSUB_RENEW_SECONDS") or 86_400)),
+            websub_max_bytes=max(1024, int(env.get("NEWSFLOW_WEBSUB_MAX_BYTES") or 10 * 1024 * 1024)),
         )

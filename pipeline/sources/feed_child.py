@@ -8,7 +8,8 @@ the response ``headers``, the ``memory_bytes`` limit (the address space, ``RLIMI
 largest inline content sent back) and ``parent_pid``. The child asks the kernel to kill it when its poller
 dies (``PR_SET_PDEATHSIG``), and exits at once if its poller is already gone.
 
-It prints ``{"title", "problem", "entries"}`` or ``{"failed": reason}`` when feedparser raised; it exits with
+It prints ``{"title", "problem", "entries", "links"}`` (``links``: the feed's own ``hub`` and ``self``
+links) or ``{"failed": reason}`` when feedparser raised; it exits with
 ``MEMORY_EXIT`` when it ran out of memory. Each entry holds only what Newsflow reads, once: its id, title,
 link, author and dates (9-tuples), its alternate links, and under ``content`` its inline content (the first
 non-blank of its Atom content or RSS ``content:encoded``, then its summary or description) followed by the
@@ -47,6 +48,7 @@ MAX_LINKS = 20  # alternate links and content sources sent per entry
 ENTRY_FIELDS = ("id", "title", "link", "author", "published_parsed", "updated_parsed")
 TEXT_FIELDS = ("id", "title", "link", "author")
 LINK_FIELDS = ("rel", "href", "type")
+FEED_RELS = frozenset({"hub", "self"})  # the feed's own links sent back: its WebSub hubs and its self URL
 PROCESSES = Path(__file__).resolve().parent.parent / "processes.py"
 CHARACTER_REFERENCE = re.compile(r"&#([xX][0-9a-fA-F]+|[0-9]+);?")
 ENTITY_DECLARATION = re.compile(r"<!ENTITY[^>]*(?:>|\Z)")  # to the end when unclosed: one match, linear
@@ -90,7 +92,9 @@ def parsed(body: bytes, headers: dict[str, str], entry_bytes: int) -> dict[str, 
     except Exception as error:  # noqa: BLE001 - whatever the parser raises is this feed's problem
         return {"failed": f"{type(error).__name__}: {error}"}
     entries = [_entry(entry, entry_bytes) for entry in feed.entries]
-    return {"title": _plain(feed.feed.get("title")), "problem": _bozo(feed), "entries": entries}
+    links = [_pick(link, LINK_FIELDS) for link in feed.feed.get("links") or [] if link.get("rel") in FEED_RELS]
+    links = [link for link in links if len(link.get("href") or "") <= FIELD_MAX_CHARS][:MAX_LINKS]
+    return {"title": _plain(feed.feed.get("title")), "problem": _bozo(feed), "entries": entries, "links": links}
 
 
 def _bozo(feed: Any) -> str | None:

@@ -53,11 +53,13 @@ class ParseLimits:
 
 @dataclass(frozen=True)
 class ParsedFeed:
-    """A feed as plain data: its title, why it is malformed (None when it is not), its entries' fields."""
+    """A feed as plain data: its title, why it is malformed (None when it is not), its entries' fields, and its
+    own ``hub`` and ``self`` links (``{rel, href, type}``: WebSub discovery)."""
 
     title: str | None
     problem: str | None
     entries: tuple[dict[str, Any], ...]
+    links: tuple[dict[str, Any], ...] = ()
 
 
 def parse_feed(body: bytes, headers: Mapping[str, str], limits: ParseLimits) -> ParsedFeed:
@@ -136,4 +138,4 @@ def _outcome(returncode: int, answer: bytearray, stderr: bytes, limits: ParseLim
     result = json.loads(answer.decode("utf-8", "surrogatepass"))
     if "failed" in result:
         raise FeedError(f"the feed cannot be parsed: {result['failed'][:300]}")
-    return ParsedFeed(result["title"], result["problem"], tuple(result["entries"]))
+    return ParsedFeed(result["title"], result["problem"], tuple(result["entries"]), tuple(result.get("links", ())))

@@ -100,6 +100,7 @@ class Page:
     charset: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    links: str | None = None  # the response's Link headers, joined by commas (WebSub discovery)
 
     @property
     def not_modified(self) -> bool:
@@ -296,7 +297,8 @@ class Fetcher:
                 raise _failure(url, f"unexpected content type {media_type} (wanted {wanted})")
             body = self._read_capped(url, response, want) if status < 300 else b""
             etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
-            return Page(url, str(response.url), status, body, media_type, charset, etag, modified)
+            links = ", ".join(response.headers.get_list("Link"))[:MAX_URL_CHARS * 2] or None
+            return Page(url, str(response.url), status, body, media_type, charset, etag, modified, links)
 
     def _timeout(self) -> httpx.Timeout:
         """The policy's timeouts, with the wait for a pooled connection no longer than the deadline left."""
