@@ -121,15 +121,15 @@ def _update(engine: Engine, assignments: str, parameters: dict[str, Any]) -> Non
 
 
 def due(engine: Engine, now: datetime, margin_seconds: float, retry_seconds: float) -> list[Subscription]:
-    """Subscriptions to ask for again: active ones whose lease ends within ``margin_seconds`` (or half their
-    lease, when that is shorter), and pending or failed ones asked for ``retry_seconds`` ago or more."""
+    """Subscriptions to ask for again, of those last asked for ``retry_seconds`` ago or more: active ones whose
+    lease ends within ``margin_seconds`` (or half their lease, when that is shorter), pending and failed ones."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
                 f"SELECT {COLUMNS} FROM websub_subscriptions WHERE "
+                "requested_at <= :now - make_interval(secs => :retry) AND ("
                 "(state = 'active' AND lease_expires_at - make_interval(secs => "
-                "least(:margin, coalesce(lease_seconds, 0) / 2.0)) <= :now) "
-                "OR (state IN ('pending', 'failed') AND requested_at <= :now - make_interval(secs => :retry)) "
+                "least(:margin, coalesce(lease_seconds, 0) / 2.0)) <= :now) OR state IN ('pending', 'failed')) "
                 "ORDER BY id"
             ),
             {"now": now, "margin": margin_seconds, "retry": retry_seconds},

@@ -34,8 +34,9 @@ METHODS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha
 MAX_SIGNATURE_CHARS = 200  # "sha512=" and 128 hex digits is 135
 MAX_LINK_HEADER_CHARS = 16_384
 MAX_SECRET_BYTES = 199  # the spec: hub.secret MUST be less than 200 bytes
-LINK_VALUE = re.compile(r"<([^<>]*)>([^<]*)")  # a URI reference and the parameters after it, to the next "<"
-LINK_PARAM = re.compile(r';\s*([A-Za-z0-9!#$&+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)')
+LINK_TARGET = re.compile(r"\s*<([^<>]*)>")
+LINK_PARAM = re.compile(r'\s*;\s*([A-Za-z0-9!#$&+.^_`|~*\'-]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"?|[^;,<\s]*))?')
+LINK_SKIP = re.compile(r'[^;,<"]*')  # anything else up to the next parameter, link or quote
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,26 @@ def check_signature(header: str | None, body: bytes, secret: str) -> None:
 
 def link_header(value: str | None) -> list[tuple[str, frozenset[str]]]:
     """Each link of a ``Link`` header (RFC 8288) as its URI reference and its ``rel`` values, lower-cased."""
-    links = []
-    for match in LINK_VALUE.finditer((value or "")[:MAX_LINK_HEADER_CHARS]):
-        params: dict[str, str] = {}
-        for name, raw in LINK_PARAM.findall(match.group(2)):
-            params.setdefault(name.lower(), raw)  # the first of a repeated parameter counts (RFC 8288)
+    text, links, at = (value or "")[:MAX_LINK_HEADER_CHARS], [], 0
+    while (start := text.find("<", at)) >= 0 and (target := LINK_TARGET.match(text, start)):
+        params, at = _link_params(text, target.end())
         rel = params.get("rel", "").strip('"')
-        links.append((match.group(1).strip(), frozenset(rel.lower().split())))
+        links.append((target.group(1).strip(), frozenset(rel.lower().split())))
     return links
+
+
+def _link_params(text: str, at: int) -> tuple[dict[str, str], int]:
+    """The parameters of one link from ``at`` (quoted values may hold ``,``, ``;`` and ``<``), and where the
+    next link may start. Linear: each step consumes at least one character."""
+    params: dict[str, str] = {}
+    while at < len(text) and text[at] not in ",<":
+        if param := LINK_PARAM.match(text, at):
+            params.setdefault(param.group(1).lower(), param.group(2) or "")  # the first of a repeat counts
+            at = param.end()
+        else:
+            skipped = LINK_SKIP.match(text, at)
+            at = max(at + 1, skipped.end() if skipped else at + 1)
+    return params, at
 
 
 @dataclass(frozen=True)
