@@ -32,7 +32,13 @@ def compose() -> dict[str, Any]:
 
 
 def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == AIRFLOW_SERVICES | {"postgres", "redis"}
+    assert set(compose["services"]) == AIRFLOW_SERVICES | {"postgres", "redis", "websub-receiver"}
+
+
+def test_the_websub_receiver_listens_on_localhost_only(compose: dict[str, Any]) -> None:
+    receiver = compose["services"]["websub-receiver"]
+    assert receiver["ports"] == ["127.0.0.1:8086:8086"] and "websub serve" in " ".join(receiver["command"])
+    assert receiver["environment"]["NEWSFLOW_DATABASE_URL"].endswith("@postgres:5432/news")
 
 
 def test_airflow_services_share_the_image_and_run_celery_on_redis(compose: dict[str, Any]) -> None:
