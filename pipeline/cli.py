@@ -286,7 +286,8 @@ def websub_subscribe_command(
     outcomes = subscribe_feeds(settings, _ready_engine(settings), feeds, settings.websub_callback_url)
     for outcome in outcomes:
         said = f" at {outcome.hub}" if outcome.hub else ""
-        console.print(f"{outcome.feed_url}: {outcome.state}{said}" + (f" ({outcome.reason})" if outcome.reason else ""))
+        reason = f" ({outcome.reason})" if outcome.reason else ""
+        console.print(f"{outcome.feed_url}: {outcome.state}{said}{reason}", soft_wrap=True, markup=False)
     if any(outcome.state == "failed" for outcome in outcomes):
         raise typer.Exit(EXIT_SOME_FAILED)
 

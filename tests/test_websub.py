@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import socket
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -26,6 +27,7 @@ from pipeline.ingest.websub_server import (
     ServerLimits,
     listen_address,
     parse_limits,
+    serve,
     start,
     subscribe_plan,
 )
@@ -433,6 +435,36 @@ def test_the_reader_role_cannot_read_the_secrets(setup: Setup) -> None:
         conn.execute(sa.text("SET LOCAL ROLE newsflow_reader"))
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
             conn.execute(sa.text("SELECT secret FROM websub_subscriptions"))
+
+
+@pytest.mark.postgres
+def test_the_commands_subscribe_and_serve_answer_the_hub(
+    fetch_settings: Settings, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``newsflow websub subscribe`` against ``serve`` (not yet wired to the queue): verified, deliveries 503."""
+    listening: list[str] = []
+    stop = threading.Event()
+    settings = replace(fetch_settings, websub_listen="127.0.0.1:0", websub_callback_url=None)
+    thread = threading.Thread(target=serve, args=(settings, engine, None, listening.append, stop))
+    thread.start()
+    try:
+        with running_hub() as hub:
+            feed_url = hub.serve("/feed.atom", atom_feed(hub.base + "/hub", hub.base + "/topic.atom", []))
+            environment = {"NEWSFLOW_DATABASE_URL": fetch_settings.database_url, "NEWSFLOW_ALLOW_PRIVATE_HOSTS": "true"}
+            environment |= {"NEWSFLOW_FETCH_HOST_INTERVAL": "0", "NEWSFLOW_FETCH_ATTEMPTS": "1"}
+            for name, value in (environment | {"NEWSFLOW_WEBSUB_CALLBACK_URL": listening[0] + "/websub/"}).items():
+                monkeypatch.setenv(name, str(value))
+            result = CliRunner().invoke(app, ["websub", "subscribe", feed_url, hub.base + "/gone.atom"])
+            assert result.exit_code == 1, result.output
+            assert f"{feed_url}: " in result.output and f"at {hub.base}/hub" in result.output
+            assert f"{hub.base}/gone.atom: failed" in result.output and "HTTP 404" in result.output
+            assert hub.verified.wait(10) and hub.verifications[-1].echoed
+            assert hub.subscription(hub.base + "/topic.atom")["hub.callback"].startswith(listening[0] + "/websub/")
+            assert hub.deliver(hub.base + "/topic.atom", atom_feed(None, None, [])).status_code == 503
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_subscribe_needs_a_callback_url(monkeypatch: pytest.MonkeyPatch) -> None:

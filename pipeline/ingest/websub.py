@@ -145,12 +145,13 @@ class Receiver:
             entries, skipped = delivered_entries(
                 subscription.feed_url, delivery.body, delivery.content_type, self.config.parse
             )
-            fresh = feed_store.unseen(self.engine, entries)
-            if fresh:
-                self.publisher([DeliveredEntry(subscription.topic, entry) for entry in fresh])
         except FeedError as error:
             store.failed(self.engine, subscription.id, str(error), self.now())
             return Reply(400, b"feed refused", f"{subscription.topic}: {error}")
+        fresh = feed_store.unseen(self.engine, entries)
+        try:
+            if fresh:
+                self.publisher([DeliveredEntry(subscription.topic, entry) for entry in fresh])
         except Exception as error:  # noqa: BLE001 - whatever the injected publisher raises: the hub retries
             store.failed(self.engine, subscription.id, f"publishing failed: {describe(error)}", self.now())
             return Reply(503, b"not published; retry", f"{subscription.topic}: publishing failed: {describe(error)}")

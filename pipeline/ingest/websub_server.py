@@ -229,13 +229,19 @@ def listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(settings: Settings, engine: Engine, publisher: Publisher | None, ready: Callable[[str], None]) -> None:
-    """Run the receiver on ``NEWSFLOW_WEBSUB_LISTEN`` until interrupted, renewing leases beside it when a callback
-    URL is set; ``ready`` is told where it listens."""
+def serve(
+    settings: Settings,
+    engine: Engine,
+    publisher: Publisher | None,
+    ready: Callable[[str], None],
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the receiver on ``NEWSFLOW_WEBSUB_LISTEN`` until interrupted (or ``stop`` is set), renewing leases
+    beside it when a callback URL is set; ``ready`` is told where it listens."""
     receiver = Receiver(engine, publisher, ReceiverConfig(settings.websub_lease_seconds, parse_limits(settings)))
     server = start(receiver, listen_address(settings.websub_listen), ServerLimits(settings.websub_max_bytes))
     ready("http://{}:{}".format(*server.server_address[:2]))
-    stop = threading.Event()
+    stop = stop or threading.Event()
     try:
         if settings.websub_callback_url is None:
             log.warning("NEWSFLOW_WEBSUB_CALLBACK_URL is not set: leases are not renewed")
