@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -366,6 +367,40 @@ def test_oversized_chunked_and_slow_bodies_are_refused(setup: Setup) -> None:
         assert _raw(setup, path, head).split(b" ")[1] in {b"400", b"411"}, head
     assert _raw(setup, path, "Content-Length: 100\r\n", b"only part").startswith(b"HTTP/1.0 408")  # 2 s limit
     assert setup.published == [] and setup.row(topic).deliveries == 0
+
+
+@pytest.mark.postgres
+def test_requests_over_the_limit_are_503_and_a_dribbled_request_is_cut(setup: Setup) -> None:
+    receiver = setup.server.receiver
+    server = start(receiver, ("127.0.0.1", 0), ServerLimits(MAX_BYTES, request_seconds=1.0, connections=1))
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=10) as held:
+            held.sendall(b"POST /websub/x HTTP/1.1\r\n")  # holds the only slot, a byte at a time
+            busy = httpx.post(f"http://127.0.0.1:{server.server_address[1]}/websub/x", content=b"", timeout=10)
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+            cut_after = None
+            for sent in range(20):  # one header byte every 0.5 s: a second per read, never a whole request
+                try:
+                    held.sendall(b"X")
+                except OSError:
+                    cut_after = sent
+                    break
+                time.sleep(0.5)
+                held.setblocking(False)
+                try:
+                    if held.recv(1) == b"":
+                        cut_after = sent
+                        break
+                except BlockingIOError:
+                    pass
+                finally:
+                    held.setblocking(True)
+            assert cut_after is not None and cut_after < 10  # cut at twice the 1 s limit, not after 10 s
+        answered = httpx.get(f"http://127.0.0.1:{server.server_address[1]}/websub/x", timeout=10)
+        assert answered.status_code == 404  # the slot is free again
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.postgres

@@ -1,8 +1,9 @@
 """The WebSub receiver's HTTP server (standard library ``http.server``, a thread per request) and the loop
 that renews leases beside it (``newsflow websub serve``).
 
-Bounds: at most ``MAX_CONNECTIONS`` requests at a time (more are answered 503 at once); every socket operation
-and the whole body read within ``REQUEST_SECONDS`` (else 408); a body over ``max_bytes`` is refused with 413
+Bounds: at most ``connections`` requests at a time (more are answered 503 at once); every socket operation
+and the whole body read within ``request_seconds`` (else 408), and a connection whose request has not arrived
+whole within twice that (headers dribbled a byte at a time) is cut; a body over ``max_bytes`` is refused with 413
 before it is read; a body must come with one ``Content-Length``: a chunked body (any ``Transfer-Encoding``)
 is refused with 411, so the hub sends it again with its length. Each request is one log line (method, path
 without its query, status and why); the secret and the body never are.
@@ -10,8 +11,10 @@ without its query, status and why); the secret and the body never are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,10 +52,11 @@ BUSY = b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """The largest body taken, and the seconds a request may take."""
+    """The largest body taken, the seconds a request may take to arrive, the requests handled at a time."""
 
     max_bytes: int
     request_seconds: float = REQUEST_SECONDS
+    connections: int = MAX_CONNECTIONS
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -62,7 +66,7 @@ class ReceiverServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], receiver: Receiver, limits: ServerLimits) -> None:
         self.receiver, self.limits = receiver, limits
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.BoundedSemaphore(limits.connections)
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -82,6 +86,10 @@ class ReceiverServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (cut, reset by its client) is one line in the log, not a traceback."""
+        log.info("connection from %s ended: %s", client_address[0], sys.exc_info()[1])
+
 
 def _refuse_busy(request: socket.socket) -> None:
     try:
@@ -97,9 +105,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.request.settimeout(self.server.limits.request_seconds)
+        self._cutoff = threading.Timer(2 * self.server.limits.request_seconds, self._cut)
+        self._cutoff.daemon = True
+        self._cutoff.start()
         super().setup()
 
+    def finish(self) -> None:
+        self._cutoff.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        """The request did not arrive in time: end the connection (the handler's read then sees its end)."""
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_RDWR)
+
     def do_GET(self) -> None:
+        self._cutoff.cancel()  # the request has arrived; answering may take longer
         parts = urlsplit(self.path)
         try:
             query = parse_qs(parts.query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
@@ -114,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(refused)
             return
         body = self._body(refused)
+        self._cutoff.cancel()
         if body is None:
             self._send(Reply(408, b"body not received in time", "delivery refused: body not received in time"))
             return
