@@ -259,6 +259,23 @@ def test_hub_discovered_from_the_link_header_of_a_feed_without_links(setup: Setu
 
 
 @pytest.mark.postgres
+def test_hub_discovered_from_atom_links_in_rss_and_the_header_wins(setup: Setup) -> None:
+    base = setup.hub.base
+    body = (
+        f'<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>t</title>'
+        f'<atom:link rel="hub" href="/hub"/><atom:link rel="self" href="{base}/self.rss"/>'
+        + "".join(f'<atom:link rel="hub" href="{base}/hub{n}"/>' for n in range(500))
+        + "<item><link>https://news.example/1</link></item></channel></rss>"
+    ).encode()
+    assert setup.subscribe(setup.hub.serve("/atom-links.rss", body, "application/rss+xml")) == base + "/self.rss"
+    assert setup.hub.requests[-1]["path"] == "/hub"  # the first hub, resolved against the feed's URL
+    header = f"<{base}/hub>; rel=hub, <{base}/from-header.rss>; rel=self"
+    feed_url = setup.hub.serve("/both.rss", body.replace(b'href="/hub"', b'href="/elsewhere"'), "text/xml", header)
+    setup.hub.verified.clear()
+    assert setup.subscribe(feed_url) == base + "/from-header.rss"
+
+
+@pytest.mark.postgres
 def test_a_feed_without_a_hub_stays_polled(setup: Setup) -> None:
     feed_url = setup.hub.serve("/nohub.atom", atom_feed(None, None, []))
     with Fetcher.from_settings(setup.settings) as fetcher:

@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         hub = self.server.hub
         form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode(), keep_blank_values=True)
-        request = {name: values[0] for name, values in form.items()}
+        request = {name: values[0] for name, values in form.items()} | {"path": self.path}
         hub.requests.append(request)
         if hub.refuse_with is not None:
             self._answer(hub.refuse_with, b"no thanks")
