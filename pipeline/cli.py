@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -297,11 +299,17 @@ def websub_serve_command() -> None:
     """Run the WebSub receiver: answer hubs' verifications, take their signed deliveries, renew leases."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
-    engine = _ready_engine(settings)
+    engine, stop = _ready_engine(settings), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: finish the requests in flight, then end
     try:
-        serve(settings, engine, _websub_publisher(settings), lambda url: console.print(f"WebSub receiver on {url}"))
+        ready = partial(_say, "WebSub receiver on {}")
+        serve(settings, engine, _websub_publisher(settings), ready, stop)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _say(template: str, value: str) -> None:
+    console.print(template.format(value), soft_wrap=True, markup=False)
 
 
 # MERGER: the one place the WebSub receiver is wired to the durable queue (pipeline/sources/queue.py). Until it
