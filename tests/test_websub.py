@@ -133,6 +133,7 @@ def test_link_headers_with_commas_quotes_and_rel_lists() -> None:
         ("https://other.example/", frozenset({"hub"})),  # the first rel of a link counts
         ("https://bare.example/", frozenset()),
     ]
+    assert link_header("<<https://hub.example/>; rel=hub") == [("https://hub.example/", frozenset({"hub"}))]
 
 
 def test_the_link_header_wins_over_the_feed_and_relative_urls_are_resolved() -> None:

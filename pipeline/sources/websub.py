@@ -80,7 +80,10 @@ def check_signature(header: str | None, body: bytes, secret: str) -> None:
 def link_header(value: str | None) -> list[tuple[str, frozenset[str]]]:
     """Each link of a ``Link`` header (RFC 8288) as its URI reference and its ``rel`` values, lower-cased."""
     text, links, at = (value or "")[:MAX_LINK_HEADER_CHARS], [], 0
-    while (start := text.find("<", at)) >= 0 and (target := LINK_TARGET.match(text, start)):
+    while (start := text.find("<", at)) >= 0:
+        if (target := LINK_TARGET.match(text, start)) is None:
+            at = start + 1  # a "<" that opens no link: look from the next character
+            continue
         params, at = _link_params(text, target.end())
         rel = params.get("rel", "").strip('"')
         links.append((target.group(1).strip(), frozenset(rel.lower().split())))
