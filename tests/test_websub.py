@@ -33,6 +33,7 @@ from pipeline.ingest.websub_server import (
     subscribe_plan,
 )
 from pipeline.settings import Settings
+from pipeline.sources.feed_parsing import ParseLimits, parse_feed
 from pipeline.sources.http import Fetcher
 from pipeline.sources.websub import METHODS, check_signature, discover, link_header, parse_signature, sign
 
@@ -148,6 +149,18 @@ def test_the_link_header_wins_over_the_feed_and_relative_urls_are_resolved() -> 
     assert (found.topic, found.hubs) == ("https://news.example/atom", ("https://feed-hub.example/",))
     unsafe = discover("https://news.example/f", "<javascript:alert(1)>; rel=hub, <ftp://h/>; rel=hub", [])
     assert (unsafe.topic, unsafe.hubs) == ("https://news.example/f", ())
+
+
+def test_the_parser_child_sends_back_a_bounded_list_of_the_feeds_own_hub_and_self_links() -> None:
+    huge = "https://hub.example/" + "a" * 70_000
+    hubs = "".join(f'<link rel="hub" href="https://hub.example/{n}"/>' for n in range(100))
+    body = f'<feed xmlns="http://www.w3.org/2005/Atom"><link rel="hub" href="{huge}"/>{hubs}'
+    body += '<link rel="self" href="https://news.example/self"/><link rel="alternate" href="https://news.example/"/>'
+    parsed = parse_feed(f"{body}<entry><id>1</id></entry></feed>".encode(), {}, ParseLimits(seconds=30))
+    expected = [f"https://hub.example/{n}" for n in range(20)] + ["https://news.example/self"]
+    assert [link["href"] for link in parsed.links] == expected
+    assert discover("https://news.example/f", None, parsed.links).topic == "https://news.example/self"
+    assert all(set(link) <= {"rel", "href", "type"} for link in parsed.links)
 
 
 # --- against the hub stand-in -------------------------------------------------------------------------------

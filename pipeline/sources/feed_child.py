@@ -92,9 +92,15 @@ def parsed(body: bytes, headers: dict[str, str], entry_bytes: int) -> dict[str, 
     except Exception as error:  # noqa: BLE001 - whatever the parser raises is this feed's problem
         return {"failed": f"{type(error).__name__}: {error}"}
     entries = [_entry(entry, entry_bytes) for entry in feed.entries]
+    return {"title": _plain(feed.feed.get("title")), "problem": _bozo(feed), "entries": entries, "links": _own(feed)}
+
+
+def _own(feed: Any) -> list[dict[str, Any]]:
+    """The feed's own links: its first ``MAX_LINKS`` hubs, then its first self link (WebSub discovery)."""
     links = [_pick(link, LINK_FIELDS) for link in feed.feed.get("links") or [] if link.get("rel") in FEED_RELS]
-    links = [link for link in links if len(link.get("href") or "") <= FIELD_MAX_CHARS][:MAX_LINKS]
-    return {"title": _plain(feed.feed.get("title")), "problem": _bozo(feed), "entries": entries, "links": links}
+    links = [link for link in links if len(link.get("href") or "") <= FIELD_MAX_CHARS]
+    hubs, selves = [one for one in links if one["rel"] == "hub"], [one for one in links if one["rel"] == "self"]
+    return hubs[:MAX_LINKS] + selves[:1]
 
 
 def _bozo(feed: Any) -> str | None:
