@@ -300,7 +300,7 @@ def websub_serve_command() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     engine, stop = _ready_engine(settings), threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: finish the requests in flight, then end
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: stop listening, then end
     try:
         ready = partial(_say, "WebSub receiver on {}")
         serve(settings, engine, _websub_publisher(settings), ready, stop)
