@@ -48,6 +48,11 @@ class Settings:
     claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
     db_reconnect_seconds: float = 60.0  # how long a run waits for a lost database connection to come back
     db_statement_seconds: float | None = 600.0  # a statement running longer counts as wedged (None: no limit)
+    queue_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # the intake queue; may hold a password
+    queue_stream: str = "newsflow:intake"  # the Redis Stream producers publish to
+    queue_group: str = "newsflow"  # the consumer group news_queue reads it through
+    queue_claim_seconds: float = 300.0  # a message a drain took and did not acknowledge for this long is reclaimed
+    queue_drain_seconds: float = 1800.0  # total time budget of one queue drain; what is left waits for the next
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
@@ -99,4 +104,9 @@ class Settings:
             claim_lease_seconds=float(env.get("NEWSFLOW_CLAIM_LEASE_SECONDS") or 3600),
             db_reconnect_seconds=max(0.0, float(env.get("NEWSFLOW_DB_RECONNECT_SECONDS") or 60)),
             db_statement_seconds=max(0.0, float(env.get("NEWSFLOW_DB_STATEMENT_SECONDS") or 600)) or None,
+            queue_url=env.get("NEWSFLOW_QUEUE_URL") or "redis://127.0.0.1:6379/0",
+            queue_stream=env.get("NEWSFLOW_QUEUE_STREAM") or "newsflow:intake",
+            queue_group=env.get("NEWSFLOW_QUEUE_GROUP") or "newsflow",
+            queue_claim_seconds=max(1.0, float(env.get("NEWSFLOW_QUEUE_CLAIM_SECONDS") or 300)),
+            queue_drain_seconds=float(env.get("NEWSFLOW_QUEUE_DRAIN_SECONDS") or 1800),
         )
