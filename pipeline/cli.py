@@ -2,7 +2,8 @@
 
 Exit status: 0 when every document succeeded, 1 when some failed (the rest
 are still loaded), 2 for usage errors, 3 when something systemic stopped the run
-(the database cannot be used, the disk is full, the model is missing), 130 when interrupted (Ctrl-C).
+(the database or the intake queue cannot be used, the disk is full, the model is missing), 130 when interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pipeline.errors import DatabaseConnectionLostError, SystemicError
 from pipeline.ingest import RunSummary, extract_documents, ingest
 from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.parallel import ingest_parallel
+from pipeline.ingest.queue import enqueue
 from pipeline.models import Document, Failure
 from pipeline.quality import report
 from pipeline.quality.evaluation import evaluate, failed_targets, load_gold, total
@@ -207,6 +209,27 @@ def evaluate_command(
             progress.advance(task)
     report.print_evaluation(results, show_misses=show_misses)
     if failed_targets(total(r.scores for r in results)) or any(r.error for r in results):
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command("enqueue")
+def enqueue_command(
+    inputs: Annotated[list[str], typer.Argument(help="URLs, files or directories to publish.")],
+    origin: Annotated[str | None, typer.Option(help="Who publishes (kept with each message).")] = None,
+) -> None:
+    """Publish URLs and documents to the durable intake queue (NEWSFLOW_QUEUE_URL) that news_queue drains."""
+    settings = Settings.from_env()
+    try:
+        done = enqueue(settings, inputs, origin=origin)
+    except SystemicError as error:
+        console.print(f"[red]stopped:[/] {error}; nothing was published", highlight=False)
+        raise typer.Exit(EXIT_DATABASE) from error
+    for value, message_id in done.published.items():
+        typer.echo(f"{message_id}\t{value}")
+    for failure in done.failures:
+        console.print(f"[red]not published[/] {failure.source} ({failure.stage}): {failure.error}", highlight=False)
+    console.print(f"published {len(done.published)} message(s) to {settings.queue_stream}", highlight=False)
+    if done.failures:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

@@ -275,3 +275,48 @@ def test_the_backlog_counts_waiting_then_pending_then_nothing(stream: str) -> No
 
 def broker_ids(delivered: list[broker.Delivered]) -> list[str]:
     return [d.message_id for d in delivered]
+
+
+# --- the producer: newsflow enqueue ---
+
+
+def test_enqueue_with_redis_down_exits_3_and_publishes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    (tmp_path / "a.txt").write_text("A document.\n", encoding="utf-8")
+    monkeypatch.setenv("NEWSFLOW_QUEUE_URL", f"redis://127.0.0.1:{closed_port()}/0")
+    result = CliRunner().invoke(app, ["enqueue", str(tmp_path / "a.txt"), "https://a.example/"])
+    assert (
+        result.exit_code == 3
+        and "intake queue is unavailable" in result.output
+        and "nothing was published" in result.output
+    )
+
+
+def test_enqueue_prints_ids_and_names_what_it_could_not_send(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stream: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("A document.\n", encoding="utf-8")
+    (tmp_path / "docs" / "b.html").write_text(article(), encoding="utf-8")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    monkeypatch.setenv("NEWSFLOW_QUEUE_URL", REDIS_URL)
+    monkeypatch.setenv("NEWSFLOW_QUEUE_STREAM", stream)
+    inputs = [str(tmp_path / "docs"), "https://a.example/x", str(tmp_path / "empty.txt")]
+    result = CliRunner().invoke(app, ["enqueue", *inputs, "--origin", "laptop"])
+    assert result.exit_code == 1, result.output
+    assert (
+        "not published" in result.output and "empty.txt" in result.output and "published 3 message(s)" in result.output
+    )
+    entries = redis.Redis.from_url(REDIS_URL).xrange(stream)
+    assert [broker.parse(fields).source for _, fields in entries] == [
+        str((tmp_path / "docs" / "a.txt").resolve()), str((tmp_path / "docs" / "b.html").resolve()),
+        "https://a.example/x"]  # fmt: skip
+    assert {broker.parse(fields).origin for _, fields in entries} == {"laptop"}
+    assert all(ident.decode() in result.output for ident, _ in entries)
