@@ -55,6 +55,8 @@ def airflow_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
         AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT=str(free_port()),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        # the triggerer imports newsflow_triggers by its class path: the DAGs folder is on every process's path
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "dags"), env.get("PYTHONPATH")])),
         NEWSFLOW_HOME=str(ROOT),
         NEWSFLOW_ALLOW_PRIVATE_HOSTS="true",
         NEWSFLOW_FETCH_HOST_INTERVAL="0",
