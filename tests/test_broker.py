@@ -123,3 +123,69 @@ def _facts(engine: sa.Engine, stream: str) -> dict[str, Any]:
             "ledger": dict(conn.execute(sa.text(ledger), {"s": stream}).tuples().all()),
             "waiting": conn.scalar(sa.text("SELECT count(*) FROM raw_documents WHERE processed_at IS NULL")),
         }
+
+
+TRIGGER = """
+import asyncio, json, sys
+sys.path.append({dags!r})  # as every Airflow process has the DAGs folder on PYTHONPATH
+from newsflow_triggers import QueueBacklogTrigger
+from pipeline.sources import queue as broker
+from pipeline.sources.queue import IntakeMessage
+
+stream, url = sys.argv[1], sys.argv[2]
+classpath, kwargs = QueueBacklogTrigger(stream=stream, group="g", poll_seconds=0.05).serialize()
+trigger = QueueBacklogTrigger(**kwargs)  # as the triggerer builds it again from the serialised form
+
+async def events():
+    found, seen = [], {{"classpath": classpath}}
+
+    async def collect():
+        async for event in trigger.run():
+            found.append(event.payload)
+
+    async def until(count):
+        for _ in range(100):
+            if len(found) >= count:
+                return
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(collect())
+    if url.endswith(":1/0"):  # Redis down: no event, no error, the trigger goes on
+        await asyncio.sleep(1)
+        seen.update(events=list(found), running=not task.done())
+    else:
+        queue = broker.connect(url)
+        broker.publish(queue, stream, [IntakeMessage.for_url("https://a.example/1", origin="t")])
+        await until(1)
+        await asyncio.sleep(1)  # the same backlog, well before refire_seconds: quiet
+        seen["quiet"] = list(found)
+        broker.publish(queue, stream, [IntakeMessage.for_url("https://a.example/2", origin="t")])
+        await until(2)
+        seen["events"] = list(found)
+    task.cancel()
+    return seen
+
+print(json.dumps(asyncio.run(events())))
+"""
+
+
+@pytest.mark.parametrize("redis_up", [True, False])
+def test_the_trigger_fires_on_a_backlog_once_then_on_new_messages(tmp_path: Path, redis_up: bool) -> None:
+    from .test_dags import DAGS, python
+    from .test_dags import airflow_env as dag_env
+
+    stream = f"newsflow-trigger-test:{uuid.uuid4().hex}"
+    url = REDIS_URL if redis_up else "redis://127.0.0.1:1/0"
+    env = dag_env(tmp_path, NEWSFLOW_QUEUE_URL=url)
+    try:
+        seen = python(TRIGGER.format(dags=str(DAGS)), env, stream, url)
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete(stream)
+    assert seen["classpath"] == "newsflow_triggers.QueueBacklogTrigger"
+    if not redis_up:
+        assert seen == {"classpath": "newsflow_triggers.QueueBacklogTrigger", "events": [], "running": True}
+        return
+    first, news = seen["events"]
+    assert seen["quiet"] == [first], "fired again on the same backlog before refire_seconds"
+    assert first == {"stream": stream, "pending": 0, "waiting": 1, "last_id": first["last_id"]}
+    assert news["waiting"] == 2 and news["last_id"] != first["last_id"]
