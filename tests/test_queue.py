@@ -37,9 +37,6 @@ def redis_answers() -> bool:
         return False
 
 
-needs_redis = pytest.mark.skipif(not redis_answers(), reason="the queue's live tests need Redis at 127.0.0.1:6379")
-
-
 # --- messages and their boundary (no Redis) ---
 
 
