@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,8 +61,9 @@ def airflow_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         NEWSFLOW_HOME=str(ROOT),
         NEWSFLOW_ALLOW_PRIVATE_HOSTS="true",
         NEWSFLOW_FETCH_HOST_INTERVAL="0",
-        **extra,
+        NEWSFLOW_QUEUE_STREAM=f"newsflow-test:{uuid.uuid4().hex}",  # news_queue never drains a real stream
     )
+    env.update(extra)
     return env
 
 
