@@ -317,3 +317,18 @@ def test_enqueue_prints_ids_and_names_what_it_could_not_send(
         "https://a.example/x"]  # fmt: skip
     assert {broker.parse(fields).origin for _, fields in entries} == {"laptop"}
     assert all(ident.decode() in result.output for ident, _ in entries)
+
+
+@pytest.mark.postgres
+def test_a_drain_with_redis_down_stops_at_the_queue_stage_having_taken_nothing(
+    fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    from pipeline.tasks import drain_queue as task
+
+    down = replace(fetch_settings, queue_url=f"redis://127.0.0.1:{closed_port()}/0")
+    with pytest.raises(QueueUnavailableError, match="intake queue is unavailable") as caught:
+        task(down)
+    assert caught.value.stage == "queue"
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM ingest_runs WHERE status = 'running'")) == 0
+        assert conn.scalar(sa.text("SELECT count(*) FROM intake_messages")) == 0
