@@ -69,7 +69,8 @@ airflow: install
 	@mkdir -p "$(AIRFLOW_HOME)"
 	@export PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(AIRFLOW_HOME)" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
 	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
-	  AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) NEWSFLOW_HOME="$(CURDIR)"; \
+	  AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) NEWSFLOW_HOME="$(CURDIR)" \
+	  PYTHONPATH="$(CURDIR)/dags$${PYTHONPATH:+:$$PYTHONPATH}"; \
 	$(BIN)/airflow standalone & server=$$!; \
 	trap 'kill $$server 2>/dev/null; wait $$server; exit 0' INT TERM; \
 	echo "Starting Airflow: the login is printed here once the UI answers (a minute or two)"; \

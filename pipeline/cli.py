@@ -2,7 +2,8 @@
 
 Exit status: 0 when every document succeeded, 1 when some failed (the rest
 are still loaded), 2 for usage errors, 3 when something systemic stopped the run
-(the database cannot be used, the disk is full, the model is missing), 130 when interrupted (Ctrl-C).
+(the database or the intake queue cannot be used, the disk is full, the model is missing), 130 when interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from pipeline.errors import DatabaseConnectionLostError, SystemicError
 from pipeline.ingest import RunSummary, extract_documents, ingest
 from pipeline.ingest.feeds import ingest_feeds
 from pipeline.ingest.parallel import ingest_parallel
-from pipeline.ingest.websub import Publisher
+from pipeline.ingest.queue import enqueue
+from pipeline.ingest.websub import queue_publisher
 from pipeline.ingest.websub_server import serve, subscribe_feeds
 from pipeline.models import Document, Failure
 from pipeline.quality import report
@@ -215,6 +217,27 @@ def evaluate_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+@app.command("enqueue")
+def enqueue_command(
+    inputs: Annotated[list[str], typer.Argument(help="URLs, files or directories to publish.")],
+    origin: Annotated[str | None, typer.Option(help="Who publishes (kept with each message).")] = None,
+) -> None:
+    """Publish URLs and documents to the durable intake queue (NEWSFLOW_QUEUE_URL) that news_queue drains."""
+    settings = Settings.from_env()
+    try:
+        done = enqueue(settings, inputs, origin=origin)
+    except SystemicError as error:
+        console.print(f"[red]stopped:[/] {error}; nothing was published", highlight=False)
+        raise typer.Exit(EXIT_DATABASE) from error
+    for value, message_id in done.published.items():
+        typer.echo(f"{message_id}\t{value}")
+    for failure in done.failures:
+        console.print(f"[red]not published[/] {failure.source} ({failure.stage}): {failure.error}", highlight=False)
+    console.print(f"published {len(done.published)} message(s) to {settings.queue_stream}", highlight=False)
+    if done.failures:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
 @db_app.command("url")
 def db_url_command() -> None:
     """Print the connection URL in use, so `psql "$(newsflow db url)"` works."""
@@ -303,25 +326,13 @@ def websub_serve_command() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: stop listening, then end
     try:
         ready = partial(_say, "WebSub receiver on {}")
-        serve(settings, engine, _websub_publisher(settings), ready, stop)
+        serve(settings, engine, queue_publisher(settings), ready, stop)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _say(template: str, value: str) -> None:
     console.print(template.format(value), soft_wrap=True, markup=False)
-
-
-# MERGER: the one place the WebSub receiver is wired to the durable queue (pipeline/sources/queue.py). Until it
-# is, None makes the receiver answer deliveries 503 (hubs retry) while it still answers verifications. Wired:
-#     queue = connect(settings.queue_url)
-#     def publish_entries(entries: list[DeliveredEntry]) -> None:
-#         publish(queue, STREAM, [_websub_message(entry) for entry in entries])
-#     return publish_entries
-# where _websub_message is IntakeMessage.for_url(e.entry.link, origin=f"websub:{e.topic}") when e.entry.content
-# is None, else IntakeMessage.for_document(e.entry.link, e.entry.content.body, origin=f"websub:{e.topic}").
-def _websub_publisher(settings: Settings) -> Publisher | None:
-    return None
 
 
 def main() -> None:

@@ -121,6 +121,12 @@ class DiskFullError(SystemicError):
     """No space left on a device the run writes to."""
 
 
+class QueueUnavailableError(SystemicError):
+    """The intake queue (Redis) cannot be reached or refuses the command: nothing is taken or acknowledged."""
+
+    default_stage = "queue"
+
+
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 

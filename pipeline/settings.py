@@ -53,6 +53,11 @@ class Settings:
     websub_lease_seconds: int = 864_000  # hub.lease_seconds asked for: ten days
     websub_renew_seconds: float = 86_400.0  # a lease is renewed this long (or half itself, if less) before its end
     websub_max_bytes: int = 10 * 1024 * 1024  # the largest delivery taken (413 over it)
+    queue_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # the intake queue; may hold a password
+    queue_stream: str = "newsflow:intake"  # the Redis Stream producers publish to
+    queue_group: str = "newsflow"  # the consumer group news_queue reads it through
+    queue_claim_seconds: float = 300.0  # a message a drain took and did not acknowledge for this long is reclaimed
+    queue_drain_seconds: float = 1800.0  # total time budget of one queue drain; what is left waits for the next
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
@@ -109,4 +114,9 @@ class Settings:
             websub_lease_seconds=max(60, int(env.get("NEWSFLOW_WEBSUB_LEASE_SECONDS") or 864_000)),
             websub_renew_seconds=max(60.0, float(env.get("NEWSFLOW_WEBSUB_RENEW_SECONDS") or 86_400)),
             websub_max_bytes=max(1024, int(env.get("NEWSFLOW_WEBSUB_MAX_BYTES") or 10 * 1024 * 1024)),
+            queue_url=env.get("NEWSFLOW_QUEUE_URL") or "redis://127.0.0.1:6379/0",
+            queue_stream=env.get("NEWSFLOW_QUEUE_STREAM") or "newsflow:intake",
+            queue_group=env.get("NEWSFLOW_QUEUE_GROUP") or "newsflow",
+            queue_claim_seconds=max(1.0, float(env.get("NEWSFLOW_QUEUE_CLAIM_SECONDS") or 300)),
+            queue_drain_seconds=float(env.get("NEWSFLOW_QUEUE_DRAIN_SECONDS") or 1800),
         )

@@ -23,8 +23,10 @@ from pipeline.ingest import RunSummary
 from pipeline.ingest.feeds import stage_feeds
 from pipeline.ingest.inbox import drain_inbox as drain
 from pipeline.ingest.inbox import has_leftovers, waiting_files
+from pipeline.ingest.queue import drain_queue as drain_messages
 from pipeline.ingest.staged import process_pending, reprocess
 from pipeline.settings import Settings
+from pipeline.sources import queue
 from pipeline.sources.feeds import read_feed_list
 
 FEEDS_PER_TASK = 10
@@ -90,6 +92,15 @@ def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> d
         return {"files": 0, **RunSummary(run_id=0).extra(), "left": 0}
     summary = drain(settings, ready_engine(settings), files, inbox=inbox, trigger=trigger)
     return {"files": len(files), **reported(summary, f"drained {len(files)} file(s)"), "left": summary.inbox_left}
+
+
+def drain_queue(settings: Settings, *, trigger: str = "news_queue") -> dict[str, int]:
+    """Stage every message waiting in the intake queue for ``news_process``, acknowledging each once its outcome is
+    stored; the counts, with the messages ``redelivered`` (acknowledged, not processed twice) and ``left``."""
+    drained = drain_messages(settings, ready_engine(settings), queue.connect(settings.queue_url), trigger=trigger)
+    counts = reported(drained.summary, f"drained {drained.messages['taken']} message(s) from the intake queue")
+    return {**counts, "messages": drained.messages["taken"], "redelivered": drained.messages["redelivered"],
+            "malformed": drained.messages["malformed"], "left": drained.left}  # fmt: skip
 
 
 def feed_batch_label(feed_urls: list[str]) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,11 +56,14 @@ def airflow_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
         AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT=str(free_port()),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        # the triggerer imports newsflow_triggers by its class path: the DAGs folder is on every process's path
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "dags"), env.get("PYTHONPATH")])),
         NEWSFLOW_HOME=str(ROOT),
         NEWSFLOW_ALLOW_PRIVATE_HOSTS="true",
         NEWSFLOW_FETCH_HOST_INTERVAL="0",
-        **extra,
+        NEWSFLOW_QUEUE_STREAM=f"newsflow-test:{uuid.uuid4().hex}",  # news_queue never drains a real stream
     )
+    env.update(extra)
     return env
 
 

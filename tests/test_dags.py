@@ -84,7 +84,7 @@ def test_dags_import_cleanly_with_docs_and_tags(tmp_path: Path) -> None:
     assert found["errors"] == {}
     dags = found["dags"]
     assert isinstance(dags, dict)
-    assert set(dags) == {"news_daily", "news_process", "news_events", "news_reprocess"}
+    assert set(dags) == {"news_daily", "news_process", "news_events", "news_reprocess", "news_queue"}
     for dag_id, dag in dags.items():
         assert dag["doc"] and "newsflow" in dag["tags"], dag_id
         assert dag["description"] and len(dag["description"]) <= 200, dag_id

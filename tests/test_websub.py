@@ -9,12 +9,14 @@ import hmac
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import redis
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +24,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.errors import SignatureError
-from pipeline.ingest.websub import DeliveredEntry, Receiver, ReceiverConfig, Subscriber
+from pipeline.ingest.queue import drain_queue
+from pipeline.ingest.websub import DeliveredEntry, Receiver, ReceiverConfig, Subscriber, queue_publisher
 from pipeline.ingest.websub_server import (
     ReceiverServer,
     ServerLimits,
@@ -35,8 +38,10 @@ from pipeline.ingest.websub_server import (
 from pipeline.settings import Settings
 from pipeline.sources.feed_parsing import ParseLimits, parse_feed
 from pipeline.sources.http import Fetcher
+from pipeline.sources.queue import connect
 from pipeline.sources.websub import METHODS, check_signature, discover, link_header, parse_signature, sign
 
+from .test_fetch import article
 from .websub_hub import Hub, atom_feed, running_hub
 
 METHOD_NAMES = sorted(METHODS)
@@ -511,9 +516,16 @@ def test_the_commands_subscribe_and_serve_answer_the_hub(
     listening: list[str] = []
     stop = threading.Event()
     settings = replace(fetch_settings, websub_listen="127.0.0.1:0", websub_callback_url=None)
-    thread = threading.Thread(target=serve, args=(settings, engine, None, listening.append, stop))
+    started = threading.Event()
+
+    def ready(address: str) -> None:
+        listening.append(address)
+        started.set()
+
+    thread = threading.Thread(target=serve, args=(settings, engine, None, ready, stop))
     thread.start()
     try:
+        assert started.wait(30), "serve never said it was listening"
         with running_hub() as hub:
             feed_url = hub.serve("/feed.atom", atom_feed(hub.base + "/hub", hub.base + "/topic.atom", []))
             environment = {"NEWSFLOW_DATABASE_URL": fetch_settings.database_url, "NEWSFLOW_ALLOW_PRIVATE_HOSTS": "true"}
@@ -547,3 +559,48 @@ def test_websub_settings_are_read_from_the_environment() -> None:
     for bad in ("8086", "host:", "host:99999", ":80x"):
         with pytest.raises(ValueError, match="HOST:PORT"):
             listen_address(bad)
+
+
+def _redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _redis_answers(), reason="no Redis at 127.0.0.1:6379 for the durable queue")
+def test_a_signed_delivery_goes_through_the_durable_queue_and_is_staged_once(setup: Setup) -> None:
+    """The receiver wired as ``newsflow websub serve`` wires it: a delivery's entries (a link, an inline entry)
+    wait in the Redis stream, then a queue drain stages each once; a forged delivery publishes nothing."""
+    stream = f"test:websub:{uuid.uuid4().hex}"
+    settings = replace(setup.settings, queue_url="redis://127.0.0.1:6379/0", queue_stream=stream, queue_group="g")
+    setup.server.shutdown()
+    setup.server.server_close()
+    config = ReceiverConfig(3600, parse_limits(settings))
+    receiver = Receiver(setup.engine, queue_publisher(settings), config, setup.wall)
+    setup.server = start(receiver, ("127.0.0.1", 0), ServerLimits(MAX_BYTES))
+    page = setup.hub.serve("/story.html", article(extra="Pushed by the hub. ").encode(), "text/html")
+    feed_url, _ = _feed(setup)
+    topic = setup.subscribe(feed_url)
+    inline = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>tag:x,9</id><title>Inline story</title>'
+        b'<content type="html">&lt;p&gt;Carried inline by the hub.&lt;/p&gt;</content></entry>'
+        + f"<entry><id>tag:x,10</id><title>Linked</title><link href='{page}'/></entry></feed>".encode()
+    )
+    client = redis.Redis.from_url(settings.queue_url)
+    try:
+        assert setup.hub.deliver(topic, inline, secret="forged").status_code == 403
+        assert client.exists(stream) == 0  # nothing published for a forged body
+        assert setup.hub.deliver(topic, inline).status_code == 204
+        assert client.xlen(stream) == 2
+        drained = drain_queue(settings, setup.engine, connect(settings.queue_url))
+        again = drain_queue(settings, setup.engine, connect(settings.queue_url))
+    finally:
+        client.delete(stream)
+    assert drained.summary.staged == 2 and drained.summary.failed == 0 and again.messages["taken"] == 0
+    with setup.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source, media_type FROM raw_documents WHERE source IN (:a, :b)"),
+                            {"a": f"feed-entry:{feed_url}#tag:x,9", "b": page}).all()  # fmt: skip
+    assert sorted(rows) == sorted([(f"feed-entry:{feed_url}#tag:x,9", "text/html"), (page, "text/html")])

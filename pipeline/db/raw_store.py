@@ -86,7 +86,12 @@ STAGE = (
 def stage(engine: Engine, raw: RawDocument, *, run_id: int) -> int | None:
     """Keep a fetched document for the processing stage; None when this exact version is already stored."""
     with engine.begin() as conn:
-        staged = conn.scalar(sa.text(STAGE), raw_values(raw, run_id))
+        return stage_on(conn, raw, run_id=run_id)
+
+
+def stage_on(conn: Connection, raw: RawDocument, *, run_id: int) -> int | None:
+    """``stage`` inside a transaction the caller holds (the intake ledger commits its row with it)."""
+    staged = conn.scalar(sa.text(STAGE), raw_values(raw, run_id))
     return int(staged) if staged is not None else None
 
 

@@ -23,8 +23,10 @@ from pipeline.db import feeds as feed_store
 from pipeline.db import websub as store
 from pipeline.errors import FeedError, FetchError, SignatureError, WebSubError, describe
 from pipeline.models import FeedEntry
+from pipeline.settings import Settings
 from pipeline.sources.feed_parsing import ParseLimits
 from pipeline.sources.http import Fetcher
+from pipeline.sources.queue import IntakeMessage, connect, publish
 from pipeline.sources.websub import (
     MAX_SECRET_BYTES,
     SubscribeRequest,
@@ -56,6 +58,28 @@ class DeliveredEntry:
 
 
 Publisher = Callable[[list[DeliveredEntry]], None]
+
+
+def websub_message(delivered: DeliveredEntry) -> IntakeMessage:
+    """A delivered entry as an intake message: its link to fetch, or the document the hub carried inline, under
+    the name a poll of the feed gives it, with its format and metadata."""
+    origin, content = f"websub:{delivered.topic}", delivered.entry.content
+    if content is None:
+        return IntakeMessage.for_url(delivered.entry.link, origin=origin)
+    return IntakeMessage.for_document(
+        delivered.entry.link, content.body, origin=origin, metadata=content.metadata, media_type=content.media_type
+    )
+
+
+def queue_publisher(settings: Settings) -> Publisher:
+    """The receiver's publisher: delivered entries go to the durable intake queue (``NEWSFLOW_QUEUE_*``), all of
+    one delivery in one transaction; Redis down raises ``QueueUnavailableError`` (the hub is answered 503)."""
+    queue = connect(settings.queue_url)
+
+    def publish_entries(entries: list[DeliveredEntry]) -> None:
+        publish(queue, settings.queue_stream, [websub_message(delivered) for delivered in entries])
+
+    return publish_entries
 
 
 @dataclass(frozen=True)
