@@ -27,6 +27,7 @@ from .conftest import ROOT
 pytestmark = pytest.mark.postgres
 GOOD = 46
 BATCH = 3
+DEAD_RUN = "INSERT INTO ingest_runs (trigger, status) VALUES ('dead', 'abandoned') RETURNING id"
 
 
 def shard(url: str, barrier: Any, results: Any) -> None:
@@ -43,12 +44,13 @@ def shard(url: str, barrier: Any, results: Any) -> None:
 def backlog(settings: Settings, engine: sa.Engine, folder: Path) -> list[poison.Item]:
     """Good documents, documents that fail (empty, binary), and one a dead run had claimed, all staged."""
     items = [poison.Item(f"good-{n:02}.txt", poison.text("calm", n), None) for n in range(GOOD)]
-    items += [poison.Item("empty.html", b"<html><body></body></html>", "extract"), poison.Item("binary.txt", b"\x00\xff" * 40, "extract")]
+    items += [poison.Item("empty.html", b"<html><body></body></html>", "extract")]
+    items += [poison.Item("binary.txt", b"\x00\xff" * 40, "extract")]
     with runs.open_run(settings, engine, trigger="test") as run:
         stage_values(run, poison.write(folder, items))
     assert run.summary.staged == len(items), run.summary.failures
     with engine.begin() as conn:
-        dead = conn.scalar(sa.text("INSERT INTO ingest_runs (trigger, status) VALUES ('dead', 'abandoned') RETURNING id"))
+        dead = conn.scalar(sa.text(DEAD_RUN))
         conn.execute(
             sa.text("UPDATE raw_documents SET claimed_by = :dead, attempts = 1 WHERE source LIKE '%good-07.txt'"),
             {"dead": dead},
@@ -105,8 +107,17 @@ def test_a_shard_stops_claiming_once_its_time_budget_is_spent(
 
 @pytest.mark.parametrize(
     ("waiting", "shards", "batch", "expected"),
-    [(0, 2, 32, 1), (-5, 2, 32, 1), (1, 2, 32, 1), (32, 2, 32, 1), (33, 2, 32, 2), (10**9, 2, 32, 2),
-     (10**9, 1, 32, 1), (100, 8, 32, 4), (7, 16, 1, 7)],  # fmt: skip
+    [
+        (0, 2, 32, 1),
+        (-5, 2, 32, 1),
+        (1, 2, 32, 1),
+        (32, 2, 32, 1),
+        (33, 2, 32, 2),
+        (10**9, 2, 32, 2),
+        (10**9, 1, 32, 1),
+        (100, 8, 32, 4),
+        (7, 16, 1, 7),
+    ],
 )
 def test_shards_are_as_many_as_the_setting_allows_and_the_backlog_keeps_busy(
     settings: Settings, waiting: int, shards: int, batch: int, expected: int
