@@ -1,0 +1,160 @@
+"""news_process on real Celery workers: two workers process a backlog at least 1.6 times as fast as one.
+
+One Airflow (api-server, scheduler, dag-processor; the local Redis as broker, Postgres as metadata database)
+runs news_process twice over the same backlog, the 181 pages of the article-extraction benchmark staged in a
+fresh news database each time: first with one Celery worker, then with two, each of concurrency 1 (the
+workers are started for their round, pointed at that round's database, and stopped after it). The processing
+time is the span of the mapped shards' task instances in Airflow's metadata (first start to last end), so
+the stack's start-up is not in it. The figures, including the rate per worker and the bytes and rows one
+article costs in Postgres (docs/airflow.md sizes a deployment from them), are printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from pipeline.db.engine import create_engine
+from pipeline.ingest import run as runs
+from pipeline.ingest.staged import stage_values
+from pipeline.settings import Settings
+
+from .airflow_stack import AirflowStack, airflow_env, free_port, running_airflow
+from .conftest import BENCHMARK, MakeDatabase
+from .test_airflow_live import REDIS, redis_reachable
+
+pytestmark = pytest.mark.postgres
+SPEED_UP = 1.6
+PAGES = sorted((BENCHMARK / "html").glob("*.html.gz"))
+STATS = "SELECT tup_inserted, tup_updated, tup_deleted, xact_commit FROM pg_stat_database WHERE datname = :db"
+TABLE_BYTES = (
+    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 2 DESC"
+)
+
+
+def stage_backlog(settings: Settings, url: str) -> int:
+    """The benchmark pages staged in the raw store of the database at ``url``, waiting for news_process."""
+    engine = create_engine(url)
+    with runs.open_run(replace(settings, database_url=url), engine, trigger="test") as run:
+        stage_values(run, [str(page) for page in PAGES])
+    engine.dispose()
+    return run.summary.staged
+
+
+def wait_for_workers(logs: Path, names: list[str], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        texts = [(logs / f"celery-worker-{name}.log").read_text(errors="replace") for name in names]
+        if all(" ready." in text for text in texts):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"Celery workers {names} not ready within {timeout} s; logs in {logs}")
+
+
+def worker_command(name: str) -> str:
+    return f"celery worker --concurrency 1 --celery-hostname {name}"
+
+
+def when(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def one_round(stack: AirflowStack, url: str, workers: int) -> dict[str, Any]:
+    """news_process over the backlog in ``url`` with this many Celery workers; the round's figures."""
+    names = [f"w{workers}x{n}@scaling" for n in range(workers)]
+    started = [
+        stack.start(worker_command(name), NEWSFLOW_DATABASE_URL=url,
+                    AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))[0]
+        for name in names
+    ]  # fmt: skip
+    try:
+        wait_for_workers(stack.logs, names)
+        before = database_stats(url)
+        run_id = stack.trigger("news_process")
+        state = stack.wait_for_run("news_process", run_id, timeout=1800)
+        instances = stack.api("GET", f"/dags/news_process/dagRuns/{run_id}/taskInstances")["task_instances"]
+    finally:
+        stack.stop(started)
+    assert state == "success", instances
+    shards = [ti for ti in instances if ti["task_id"] == "process_pending_documents"]
+    first = min(when(ti["start_date"]) for ti in shards)
+    span = max(when(ti["end_date"]) for ti in shards) - first
+    written = {key: value - before[key] for key, value in database_stats(url).items()}
+    spans = {ti["rendered_map_index"]: [round(when(ti[key]) - first, 1) for key in ("start_date", "end_date")]
+             for ti in shards}  # fmt: skip
+    return {"workers": workers, "seconds": round(span, 1), "runs": ingest_runs(url), "written": written,
+            "shards": spans}  # fmt: skip
+
+
+def database_stats(url: str) -> dict[str, int]:
+    with sa.create_engine(url).connect() as conn:
+        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        row = conn.execute(sa.text(STATS), {"db": make_url(url).database}).one()
+    return dict(zip(("inserted", "updated", "deleted", "commits"), map(int, row), strict=True))
+
+
+def ingest_runs(url: str) -> list[dict[str, Any]]:
+    """news_process's ingest runs: documents and seconds each, with the documents per second."""
+    query = (
+        "SELECT documents_seen, extract(epoch FROM finished_at - started_at) FROM ingest_runs "
+        "WHERE trigger = 'news_process' ORDER BY id"
+    )
+    with sa.create_engine(url).connect() as conn:
+        rows = conn.execute(sa.text(query)).all()
+    return [{"documents": seen, "seconds": round(float(s), 1), "per_second": round(seen / float(s), 2) if seen else 0}
+            for seen, s in rows]  # fmt: skip
+
+
+def footprint(url: str, articles_expected: int) -> dict[str, Any]:
+    """What the processed backlog takes in Postgres: bytes per table, rows, and per article."""
+    with sa.create_engine(url).connect() as conn:
+        sizes = {name: int(size) for name, size in conn.execute(sa.text(TABLE_BYTES)).all()}
+        articles = int(conn.scalar(sa.text("SELECT count(*) FROM articles")) or 0)
+        rows = sum(int(conn.scalar(sa.text(f'SELECT count(*) FROM "{table}"')) or 0) for table in sizes)
+    assert articles >= 0.9 * articles_expected, f"only {articles} of {articles_expected} pages became articles"
+    total = sum(sizes.values())
+    return {"articles": articles, "bytes": total, "bytes_per_article": total // articles,
+            "raw_bytes_per_article": sizes.get("raw_documents", 0) // articles, "rows": rows,
+            "rows_per_article": round(rows / articles, 1), "largest": dict(list(sizes.items())[:6])}  # fmt: skip
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="the Celery scaling test needs Redis at 127.0.0.1:6379")
+@pytest.mark.skipif(not PAGES, reason=f"the scaling test needs the benchmark pages in {BENCHMARK}")
+def test_two_celery_workers_process_a_backlog_at_least_1_6_times_as_fast_as_one(
+    tmp_path: Path, make_database: MakeDatabase, settings: Settings
+) -> None:
+    load = os.getloadavg()
+    one, two, metadata = make_database(), make_database(), make_database(migrated=False)
+    staged = [stage_backlog(settings, url) for url in (one, two)]
+    assert staged == [len(PAGES)] * 2
+    port = free_port()
+    backend = "db+" + make_url(metadata).set(drivername="postgresql").render_as_string(hide_password=False)
+    env = airflow_env(
+        tmp_path / "airflow",
+        port,
+        AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata,
+        AIRFLOW__CELERY__BROKER_URL=f"redis://{REDIS[0]}:{REDIS[1]}/{port % 16}",
+        AIRFLOW__CELERY__RESULT_BACKEND=backend,
+        NEWSFLOW_PROCESS_SHARDS="2",
+    )
+    with running_airflow(env, port, tmp_path / "logs", "api-server", "scheduler", "dag-processor") as stack:
+        stack.wait_until_up(dag_ids=["news_process"])
+        rounds = [one_round(stack, one, workers=1), one_round(stack, two, workers=2)]
+    figures = {"load": [load, os.getloadavg()], "rounds": rounds, "footprint": footprint(two, len(PAGES))}
+    figures["speed_up"] = round(rounds[0]["seconds"] / rounds[1]["seconds"], 2)
+    print("\nscaling figures:", json.dumps(figures, indent=1))
+    (_, first_end), (second_start, _) = sorted(rounds[1]["shards"].values())
+    assert second_start < first_end, f"the two shards did not run at once on the two workers: {rounds[1]}"
+    assert all(run["documents"] > 0 for run in rounds[1]["runs"]), f"one shard did all the work: {rounds[1]}"
+    assert figures["speed_up"] >= SPEED_UP, figures
