@@ -54,7 +54,8 @@ def stage_backlog(settings: Settings, url: str) -> int:
 def wait_for_workers(logs: Path, names: list[str], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        texts = [(logs / f"celery-worker-{name}.log").read_text(errors="replace") for name in names]
+        found = [logs / f"{worker_command(name).replace(' ', '-')}.log" for name in names]
+        texts = [path.read_text(errors="replace") if path.exists() else "" for path in found]
         if all(" ready." in text for text in texts):
             return
         time.sleep(1)
