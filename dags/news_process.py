@@ -12,6 +12,8 @@ documents waiting in the raw store into articles, sections and facts, spread ove
    (`FOR UPDATE SKIP LOCKED`: no document is ever handed to two shards), runs it through one spaCy pass, and
    claims the next, until none waits or its time budget (`NEWSFLOW_PROCESS_SECONDS`) is spent.
 3. **publish_facts** adds up the shards' counts and publishes the `newsflow_facts` asset with the totals.
+4. **continue_backlog** runs news_process again when a shard spent its budget and documents still wait: it
+   publishes `newsflow_raw_documents` (with `waiting` in its `extra`), and is skipped otherwise.
 
 A document that fails to extract or load is recorded in `ingest_errors` and closed; the others go on. A shard
 whose worker dies leaves its claims to the next run.
@@ -24,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Metadata, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 from newsflow_common import FACTS, RAW_DOCUMENTS, settings
 
 PLAN_DOC = """Log the asset events that woke this run, count the staged documents waiting, and plan the shards
@@ -32,6 +35,8 @@ PROCESS_DOC = """One shard (named in the map index): claim batches of waiting do
 articles, sections and facts until none waits or `NEWSFLOW_PROCESS_SECONDS` is spent. Shards never share a
 document. A document that fails is one log line and one `ingest_errors` row; the log ends with a table of counts."""
 PUBLISH_DOC = "Add up the shards' counts and publish them as the `newsflow_facts` asset event."
+CONTINUE_DOC = """When a shard spent its time budget and documents still wait, publish `newsflow_raw_documents`
+so that news_process runs again at once; skipped (no event) when the shards emptied the backlog."""
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +80,19 @@ def news_process() -> None:
         yield Metadata(FACTS, extra=totals)
         return totals
 
-    publish_facts(process_pending_documents.expand(shard=plan_shards()))
+    @task(outlets=[RAW_DOCUMENTS], doc_md=CONTINUE_DOC)
+    def continue_backlog(totals: dict[str, int]) -> Any:
+        """Wake news_process again when the backlog outgrew this run's shards."""
+        from pipeline.tasks import leftovers
+
+        waiting = leftovers(settings(), totals)
+        if not waiting:
+            raise AirflowSkipException("the shards left no backlog behind")
+        log.info("%d document(s) still wait after a shard spent its budget: running news_process again", waiting)
+        yield Metadata(RAW_DOCUMENTS, extra={"waiting": waiting})
+        return waiting
+
+    continue_backlog(publish_facts(process_pending_documents.expand(shard=plan_shards())))
 
 
 news_process()

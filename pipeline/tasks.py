@@ -89,9 +89,16 @@ def process_shards(settings: Settings) -> list[str]:
 def process_shard(settings: Settings, *, trigger: str = "airflow") -> dict[str, int]:
     """One shard: claim batches of waiting documents and process them until none waits or the shard's time
     budget (``NEWSFLOW_PROCESS_SECONDS``) is spent. Shards running at once never claim the same document."""
-    engine = ready_engine(settings)
+    engine, started = ready_engine(settings), settings.clock()
     summary = process_pending(settings, engine, limit=SHARD_LIMIT, trigger=trigger, seconds=settings.process_seconds)
-    return reported(summary, "processed")
+    spent = settings.clock() - started >= settings.process_seconds
+    return {**reported(summary, "processed"), "budget_spent": int(spent)}
+
+
+def leftovers(settings: Settings, totals: dict[str, int]) -> int:
+    """The documents still waiting after shards of which at least one spent its time budget (so the backlog
+    outgrew the run, which made progress); 0 when every shard ran out of documents instead."""
+    return plan_shards(settings, ready_engine(settings))[0] if totals.get("budget_spent") else 0
 
 
 def summed(counts: list[dict[str, int]]) -> dict[str, int]:

@@ -97,10 +97,11 @@ def test_dags_import_cleanly_with_docs_and_tags(tmp_path: Path) -> None:
     assert dags["news_daily"]["map_index"]["fetch_feed_batch"] == "{{ feeds_polled }}"
     process = dags["news_process"]
     assert process["upstream"] == {"plan_shards": [], "process_pending_documents": ["plan_shards"],
-                                   "publish_facts": ["process_pending_documents"]}  # fmt: skip
+                                   "publish_facts": ["process_pending_documents"],
+                                   "continue_backlog": ["publish_facts"]}  # fmt: skip
     assert process["mapped"] == ["process_pending_documents"]
     assert process["map_index"]["process_pending_documents"] == "{{ shard }}"
-    assert process["outlets"] == {"publish_facts": ["newsflow_facts"]}
+    assert process["outlets"] == {"publish_facts": ["newsflow_facts"], "continue_backlog": ["newsflow_raw_documents"]}
 
 
 @pytest.mark.postgres

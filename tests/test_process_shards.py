@@ -20,6 +20,7 @@ from pipeline.facts.model import load_model
 from pipeline.ingest import run as runs
 from pipeline.ingest.staged import plan_shards, process_pending, shard_count, stage_values
 from pipeline.settings import Settings
+from pipeline.tasks import leftovers, process_shard, process_shards, summed
 
 from . import poison
 from .conftest import ROOT
@@ -130,3 +131,21 @@ def test_the_shard_setting_is_read_from_the_environment_and_never_below_one() ->
     assert Settings.from_env({"NEWSFLOW_PROCESS_SHARDS": "6"}).process_shards == 6
     assert Settings.from_env({"NEWSFLOW_PROCESS_SHARDS": "0"}).process_shards == 1
     assert Settings.from_env({"NEWSFLOW_PROCESS_SECONDS": "90"}).process_seconds == 90.0
+
+
+def test_a_shard_that_spends_its_budget_asks_for_another_run_and_one_that_empties_the_backlog_does_not(
+    db_settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    settings = replace(db_settings, batch_size=BATCH, process_seconds=0)
+    items = backlog(settings, engine, tmp_path / "in")
+    assert process_shards(replace(settings, process_shards=3)) == ["shard 1 of 3", "shard 2 of 3", "shard 3 of 3"]
+
+    cut_short = process_shard(settings)
+
+    assert (cut_short["seen"], cut_short["budget_spent"]) == (1, 1)
+    assert leftovers(settings, summed([cut_short, {"seen": 0, "budget_spent": 0}])) == len(items) - 1
+    emptied = process_shard(replace(settings, process_seconds=600))
+    assert (emptied["seen"], emptied["budget_spent"]) == (len(items) - 1, 0)
+    assert leftovers(settings, summed([emptied])) == 0
+    assert leftovers(settings, summed([cut_short, emptied])) == 0, "nothing waits: no run to ask for"
+    assert summed([cut_short, emptied])["seen"] == len(items)
