@@ -28,12 +28,14 @@ from pipeline.ingest import run as runs
 from pipeline.ingest.staged import stage_values
 from pipeline.settings import Settings
 
+from . import poison
 from .airflow_stack import AirflowStack, airflow_env, free_port, running_airflow
 from .conftest import BENCHMARK, MakeDatabase
 from .test_airflow_live import REDIS, redis_reachable
 
 pytestmark = pytest.mark.postgres
 SPEED_UP = 1.6
+BATCH, RUNS = 4, 3
 PAGES = sorted((BENCHMARK / "html").glob("*.html.gz"))
 STATS = "SELECT tup_inserted, tup_updated, tup_deleted, xact_commit FROM pg_stat_database WHERE datname = :db"
 TABLE_BYTES = (
@@ -42,11 +44,25 @@ TABLE_BYTES = (
 )
 
 
-def stage_backlog(settings: Settings, url: str) -> int:
-    """The benchmark pages staged in the raw store of the database at ``url``, waiting for news_process."""
+def celery_env(tmp_path: Path, port: int, metadata: str, **extra: str) -> dict[str, str]:
+    """Airflow on Celery: the local Redis as broker, ``metadata`` for Airflow's database and task results."""
+    backend = "db+" + make_url(metadata).set(drivername="postgresql").render_as_string(hide_password=False)
+    return airflow_env(
+        tmp_path / "airflow",
+        port,
+        AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata,
+        AIRFLOW__CELERY__BROKER_URL=f"redis://{REDIS[0]}:{REDIS[1]}/{port % 16}",
+        AIRFLOW__CELERY__RESULT_BACKEND=backend,
+        **extra,
+    )
+
+
+def stage_backlog(settings: Settings, url: str, pages: list[str] | None = None) -> int:
+    """These pages (the benchmark's by default) staged in the raw store at ``url``, waiting for news_process."""
     engine = create_engine(url)
     with runs.open_run(replace(settings, database_url=url), engine, trigger="test") as run:
-        stage_values(run, [str(page) for page in PAGES])
+        stage_values(run, pages or [str(page) for page in PAGES])
     engine.dispose()
     return run.summary.staged
 
@@ -139,16 +155,7 @@ def test_two_celery_workers_process_a_backlog_at_least_1_6_times_as_fast_as_one(
     staged = [stage_backlog(settings, url) for url in (one, two)]
     assert staged == [len(PAGES)] * 2
     port = free_port()
-    backend = "db+" + make_url(metadata).set(drivername="postgresql").render_as_string(hide_password=False)
-    env = airflow_env(
-        tmp_path / "airflow",
-        port,
-        AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata,
-        AIRFLOW__CELERY__BROKER_URL=f"redis://{REDIS[0]}:{REDIS[1]}/{port % 16}",
-        AIRFLOW__CELERY__RESULT_BACKEND=backend,
-        NEWSFLOW_PROCESS_SHARDS="2",
-    )
+    env = celery_env(tmp_path, port, metadata, NEWSFLOW_PROCESS_SHARDS="2")
     with running_airflow(env, port, tmp_path / "logs", "api-server", "scheduler", "dag-processor") as stack:
         stack.wait_until_up(dag_ids=["news_process"])
         rounds = [one_round(stack, one, workers=1), one_round(stack, two, workers=2)]
@@ -159,3 +166,39 @@ def test_two_celery_workers_process_a_backlog_at_least_1_6_times_as_fast_as_one(
     assert second_start < first_end, f"the two shards did not run at once on the two workers: {rounds[1]}"
     assert all(run["documents"] > 0 for run in rounds[1]["runs"]), f"one shard did all the work: {rounds[1]}"
     assert figures["speed_up"] >= SPEED_UP, figures
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="the Celery test needs Redis at 127.0.0.1:6379")
+def test_a_backlog_larger_than_a_run_makes_news_process_run_again_on_its_own(
+    tmp_path: Path, make_database: MakeDatabase, settings: Settings
+) -> None:
+    """Shards whose budget (0 s here: one batch each) ends before the backlog does: continue_backlog publishes
+    the raw-documents asset, news_process runs again by itself until nothing waits, and then stops."""
+    news, metadata = make_database(), make_database(migrated=False)
+    items = [poison.Item(f"story-{n}.txt", poison.text("calm", n), None) for n in range(BATCH * RUNS)]
+    assert stage_backlog(settings, news, poison.write(tmp_path / "in", items)) == len(items)
+    port = free_port()
+    extra = {"NEWSFLOW_PROCESS_SECONDS": "0", "NEWSFLOW_BATCH_SIZE": str(BATCH), "NEWSFLOW_PROCESS_SHARDS": "1"}
+    commands = ("api-server", "scheduler", "dag-processor", "celery worker --concurrency 1")
+    env = celery_env(tmp_path, port, metadata, NEWSFLOW_DATABASE_URL=news, **extra)
+    with running_airflow(env, port, tmp_path / "logs", *commands) as stack:
+        stack.wait_until_up(dag_ids=["news_process"])
+        stack.trigger("news_process")
+        states = runs_until_quiet(stack, expected=RUNS)
+    assert states == ["success"] * RUNS
+    assert [run["documents"] for run in ingest_runs(news)] == [BATCH] * RUNS
+    with sa.create_engine(news).connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM raw_documents WHERE processed_at IS NULL")) == 0
+
+
+def runs_until_quiet(stack: AirflowStack, *, expected: int, timeout: float = 900) -> list[str]:
+    """news_process's run states once ``expected`` runs have finished and no further run followed for 30 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = stack.api("GET", "/dags/news_process/dagRuns?order_by=start_date&limit=50")["dag_runs"]
+        if len(found) >= expected and all(run["state"] in {"success", "failed"} for run in found):
+            time.sleep(30)
+            again = stack.api("GET", "/dags/news_process/dagRuns?order_by=start_date&limit=50")["dag_runs"]
+            return [str(run["state"]) for run in again]
+        time.sleep(3)
+    raise TimeoutError(f"news_process did not run {expected} times within {timeout} s; logs in {stack.logs}")
