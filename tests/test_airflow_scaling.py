@@ -14,14 +14,17 @@ from them), are printed (``pytest -s``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -100,10 +103,14 @@ def one_round(stack: AirflowStack, url: str, workers: int) -> dict[str, Any]:
     ]  # fmt: skip
     try:
         wait_for_workers(stack.logs, names)
-        before = database_stats(url)
+        before, cpu_before, machine_before = database_stats(url), cpu_seconds(started), machine_busy()
         run_id = stack.trigger("news_process")
         state = stack.wait_for_run("news_process", run_id, timeout=1800)
         instances = stack.api("GET", f"/dags/news_process/dagRuns/{run_id}/taskInstances")["task_instances"]
+        cpu = {"workers": round(cpu_seconds(started) - cpu_before, 1)}
+        cpu["machine"] = [
+            round(after - earlier, 1) for after, earlier in zip(machine_busy(), machine_before, strict=True)
+        ]
     finally:
         stack.stop(started)
     assert state == "success", instances
@@ -114,7 +121,28 @@ def one_round(stack: AirflowStack, url: str, workers: int) -> dict[str, Any]:
     spans = {ti["rendered_map_index"]: [round(when(ti[key]) - first, 1) for key in ("start_date", "end_date")]
              for ti in shards}  # fmt: skip
     return {"workers": workers, "seconds": processing_seconds(url), "task_seconds": round(span, 1),
-            "runs": ingest_runs(url), "written": written, "shards": spans}  # fmt: skip
+            "runs": ingest_runs(url), "written": written, "shards": spans, "cpu_seconds": cpu}  # fmt: skip
+
+
+def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds used so far by these processes and all their descendants, live or reaped."""
+    total = 0.0
+    for started in processes:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(started.pid)
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """The whole machine's CPU seconds so far: busy (every process of every user), and wall × cores."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
 def processing_seconds(url: str) -> float:
