@@ -46,6 +46,8 @@ class Settings:
     document_seconds: float = 60.0  # time budget of one document's extraction, and of its analysis
     quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
     claim_lease_seconds: float = 3600.0  # a claim on staged documents held by a live run expires after this
+    process_shards: int = 2  # news_process's mapped tasks at most (one per worker slot that should share the work)
+    process_seconds: float = 3000.0  # time budget of one news_process shard; what is left waits for the next run
     db_reconnect_seconds: float = 60.0  # how long a run waits for a lost database connection to come back
     db_statement_seconds: float | None = 600.0  # a statement running longer counts as wedged (None: no limit)
     websub_callback_url: str | None = None  # public HTTPS base the hubs deliver to (docs/websub.md)
@@ -107,6 +109,8 @@ class Settings:
             document_seconds=float(env.get("NEWSFLOW_DOCUMENT_SECONDS") or 60),
             quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),
             claim_lease_seconds=float(env.get("NEWSFLOW_CLAIM_LEASE_SECONDS") or 3600),
+            process_shards=max(1, int(env.get("NEWSFLOW_PROCESS_SHARDS") or 2)),
+            process_seconds=float(env.get("NEWSFLOW_PROCESS_SECONDS") or 3000),
             db_reconnect_seconds=max(0.0, float(env.get("NEWSFLOW_DB_RECONNECT_SECONDS") or 60)),
             db_statement_seconds=max(0.0, float(env.get("NEWSFLOW_DB_STATEMENT_SECONDS") or 600)) or None,
             websub_callback_url=(env.get("NEWSFLOW_WEBSUB_CALLBACK_URL") or "").rstrip("/") or None,

@@ -24,7 +24,7 @@ from pipeline.ingest.feeds import stage_feeds
 from pipeline.ingest.inbox import drain_inbox as drain
 from pipeline.ingest.inbox import has_leftovers, waiting_files
 from pipeline.ingest.queue import drain_queue as drain_messages
-from pipeline.ingest.staged import process_pending, reprocess
+from pipeline.ingest.staged import plan_shards, process_pending, reprocess
 from pipeline.settings import Settings
 from pipeline.sources import queue
 from pipeline.sources.feeds import read_feed_list
@@ -32,6 +32,7 @@ from pipeline.sources.feeds import read_feed_list
 FEEDS_PER_TASK = 10
 MAX_FAILURE_LINES = 1000  # a task log names this many failures, then counts the rest (all are in ingest_errors)
 MAX_LABEL_CHARS = 200
+SHARD_LIMIT = 1_000_000  # documents one news_process shard takes at most; its time budget ends it sooner
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +78,38 @@ def fetch_feeds(settings: Settings, feed_urls: list[str], *, trigger: str = "air
 def process(settings: Settings, *, limit: int, trigger: str = "airflow") -> dict[str, int]:
     """Turn staged documents into articles, sections and facts."""
     return reported(process_pending(settings, ready_engine(settings), limit=limit, trigger=trigger), "processed")
+
+
+def process_shards(settings: Settings) -> list[str]:
+    """news_process's plan: one name per shard (mapped task), ``shard 1 of 2`` …, as many shards as the waiting
+    backlog can keep busy, ``NEWSFLOW_PROCESS_SHARDS`` at most."""
+    waiting, shards = plan_shards(settings, ready_engine(settings))
+    log.info("%d staged document(s) waiting: %d shard(s) share them", waiting, shards)
+    return [f"shard {number} of {shards}" for number in range(1, shards + 1)]
+
+
+def process_shard(settings: Settings, *, trigger: str = "airflow") -> dict[str, int]:
+    """One shard: claim batches of waiting documents and process them until none waits or the shard's time
+    budget (``NEWSFLOW_PROCESS_SECONDS``) is spent. Shards running at once never claim the same document."""
+    engine, started = ready_engine(settings), settings.clock()
+    summary = process_pending(settings, engine, limit=SHARD_LIMIT, trigger=trigger, seconds=settings.process_seconds)
+    spent = settings.clock() - started >= settings.process_seconds
+    return {**reported(summary, "processed"), "budget_spent": int(spent)}
+
+
+def leftovers(settings: Settings, totals: dict[str, int]) -> int:
+    """The documents still waiting after shards of which at least one spent its time budget (so the backlog
+    outgrew the run, which made progress); 0 when every shard ran out of documents instead."""
+    return plan_shards(settings, ready_engine(settings))[0] if totals.get("budget_spent") else 0
+
+
+def summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    """Mapped tasks' counts added up, key by key (in the order the keys first appear)."""
+    totals: dict[str, int] = {}
+    for batch in counts:
+        for key, value in batch.items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
 
 
 def reprocess_articles(settings: Settings, sources: list[str] | None, *, trigger: str = "airflow") -> dict[str, int]:

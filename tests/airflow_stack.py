@@ -80,26 +80,32 @@ class AirflowStack:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *commands: str) -> None:
+    def start(self, *commands: str, **extra: str) -> list[subprocess.Popen[bytes]]:
+        """Start these Airflow commands (with ``extra`` environment on top of the stack's); their processes."""
+        started = []
         for command in commands:
             log = (self.logs / f"{command.replace(' ', '-')}.log").open("wb")
-            self.processes.append(
+            started.append(
                 subprocess.Popen(
                     [str(BIN / "airflow"), *command.split()],
-                    env=dict(self.env),
+                    env={**self.env, **extra},
                     stdout=log,
                     stderr=log,
                     start_new_session=True,
                 )
             )
+        self.processes.extend(started)
+        return started
 
-    def stop(self) -> None:
-        for process in self.processes:
+    def stop(self, processes: list[subprocess.Popen[bytes]] | None = None) -> None:
+        """Stop these processes (all of the stack's by default), each with its process group."""
+        chosen = self.processes if processes is None else processes
+        for process in chosen:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-        for process in self.processes:
+        for process in chosen:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -41,7 +41,10 @@ print(json.dumps({{
     "dags": {{dag_id: {{"tags": sorted(dag.tags), "doc": bool(dag.doc_md), "description": dag.description,
                         "paused_at_creation": dag.is_paused_upon_creation, "first_run_waits": first_run_waits(dag),
                         "tasks": {{t.task_id: documented(t) for t in dag.tasks}},
-                        "map_index": {{t.task_id: getattr(t, "map_index_template", None) for t in dag.tasks}}}}
+                        "map_index": {{t.task_id: getattr(t, "map_index_template", None) for t in dag.tasks}},
+                        "mapped": sorted(t.task_id for t in dag.tasks if "Mapped" in type(t).__name__),
+                        "upstream": {{t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}},
+                        "outlets": {{t.task_id: [a.name for a in t.outlets] for t in dag.tasks if t.outlets}}}}
              for dag_id, dag in bag.dags.items()}},
 }}))
 """
@@ -92,6 +95,13 @@ def test_dags_import_cleanly_with_docs_and_tags(tmp_path: Path) -> None:
         assert dag["first_run_waits"], f"switching {dag_id} on would start a run for a day already past"
         assert all(dag["tasks"].values()), (dag_id, dag["tasks"])
     assert dags["news_daily"]["map_index"]["fetch_feed_batch"] == "{{ feeds_polled }}"
+    process = dags["news_process"]
+    assert process["upstream"] == {"plan_shards": [], "process_pending_documents": ["plan_shards"],
+                                   "publish_facts": ["process_pending_documents"],
+                                   "continue_backlog": ["publish_facts"]}  # fmt: skip
+    assert process["mapped"] == ["process_pending_documents"]
+    assert process["map_index"]["process_pending_documents"] == "{{ shard }}"
+    assert process["outlets"] == {"publish_facts": ["newsflow_facts"], "continue_backlog": ["newsflow_raw_documents"]}
 
 
 @pytest.mark.postgres

@@ -142,6 +142,15 @@ def quarantine(engine: Engine, policy: ClaimPolicy) -> list[tuple[str, str]]:
     return [(row.source, row.process_error) for row in rows]
 
 
+WAITING = "SELECT count(*) FROM raw_documents WHERE processed_at IS NULL"
+
+
+def waiting(engine: Engine) -> int:
+    """How many staged documents wait for processing (claimed or not): the backlog news_process plans for."""
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text(WAITING)) or 0)
+
+
 RELEASE = (
     "UPDATE raw_documents SET claimed_by = NULL, attempts = greatest(attempts - 1, 0) "
     "WHERE claimed_by = :run AND processed_at IS NULL"

@@ -31,9 +31,17 @@ DEFAULT_LIMIT = 1000
 
 
 def process_pending(
-    settings: Settings, engine: Engine, *, limit: int = DEFAULT_LIMIT, trigger: str = "process"
+    settings: Settings,
+    engine: Engine,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    trigger: str = "process",
+    seconds: float | None = None,
 ) -> RunSummary:
-    """Process up to ``limit`` staged documents, oldest first; each failure is recorded and closes its document."""
+    """Process up to ``limit`` staged documents, oldest first, claiming a batch at a time until none waits or
+    the time budget (``seconds``, checked before each claim after the first) is spent; each failure is recorded
+    and closes its document. Several of these may run at once (news_process's shards): a claim is exclusive."""
+    deadline = None if seconds is None else settings.clock() + seconds
     with open_run(settings, engine, trigger=trigger) as run:
         policy = ClaimPolicy(run.id, settings.claim_lease_seconds, settings.quarantine_attempts)
         _quarantine(run, policy)
@@ -42,7 +50,22 @@ def process_pending(
             if not claimed:
                 break
             ingest_batch(run, [Input(version.source, stored=version, claimed=True) for version in claimed])
+            if deadline is not None and settings.clock() >= deadline:
+                break
     return run.summary
+
+
+def plan_shards(settings: Settings, engine: Engine) -> tuple[int, int]:
+    """The documents waiting now, and how many shards should share them (``shard_count``)."""
+    waiting = raw_store.waiting(engine)
+    return waiting, shard_count(settings, waiting)
+
+
+def shard_count(settings: Settings, waiting: int) -> int:
+    """How many shards news_process runs for ``waiting`` documents: ``NEWSFLOW_PROCESS_SHARDS`` at most, and no
+    more than there are batches to share (``NEWSFLOW_BATCH_SIZE`` documents each); at least one."""
+    batches_waiting = -(-max(waiting, 0) // settings.batch_size)
+    return max(1, min(settings.process_shards, batches_waiting))
 
 
 def _claim(run: Run, policy: ClaimPolicy, room: int) -> list[raw_store.StoredVersion]:
