@@ -222,7 +222,7 @@ def enqueue_command(
     inputs: Annotated[list[str], typer.Argument(help="URLs, files or directories to publish.")],
     origin: Annotated[str | None, typer.Option(help="Who publishes (kept with each message).")] = None,
 ) -> None:
-    """Publish URLs and documents to the durable intake queue (NEWSFLOW_QUEUE_URL) that news_queue drains."""
+    """Publish URLs and documents to the durable intake queue (NEWSFLOW_QUEUE_URL) that news_events drains."""
     settings = Settings.from_env()
     try:
         done = enqueue(settings, inputs, origin=origin)

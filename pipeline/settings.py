@@ -57,7 +57,7 @@ class Settings:
     websub_max_bytes: int = 10 * 1024 * 1024  # the largest delivery taken (413 over it)
     queue_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # the intake queue; may hold a password
     queue_stream: str = "newsflow:intake"  # the Redis Stream producers publish to
-    queue_group: str = "newsflow"  # the consumer group news_queue reads it through
+    queue_group: str = "newsflow"  # the consumer group news_events reads it through
     queue_claim_seconds: float = 300.0  # a message a drain took and did not acknowledge for this long is reclaimed
     queue_drain_seconds: float = 1800.0  # total time budget of one queue drain; what is left waits for the next
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)

@@ -127,7 +127,7 @@ def drain_inbox(settings: Settings, inbox: Path, *, trigger: str = "inbox") -> d
     return {"files": len(files), **reported(summary, f"drained {len(files)} file(s)"), "left": summary.inbox_left}
 
 
-def drain_queue(settings: Settings, *, trigger: str = "news_queue") -> dict[str, int]:
+def drain_queue(settings: Settings, *, trigger: str = "news_events") -> dict[str, int]:
     """Stage every message waiting in the intake queue for ``news_process``, acknowledging each once its outcome is
     stored; the counts, with the messages ``redelivered`` (acknowledged, not processed twice) and ``left``."""
     drained = drain_messages(settings, ready_engine(settings), queue.connect(settings.queue_url), trigger=trigger)

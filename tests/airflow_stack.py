@@ -61,7 +61,7 @@ def airflow_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         NEWSFLOW_HOME=str(ROOT),
         NEWSFLOW_ALLOW_PRIVATE_HOSTS="true",
         NEWSFLOW_FETCH_HOST_INTERVAL="0",
-        NEWSFLOW_QUEUE_STREAM=f"newsflow-test:{uuid.uuid4().hex}",  # news_queue never drains a real stream
+        NEWSFLOW_QUEUE_STREAM=f"newsflow-test:{uuid.uuid4().hex}",  # news_events never drains a real stream
     )
     env.update(extra)
     return env

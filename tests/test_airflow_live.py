@@ -108,9 +108,9 @@ def test_news_daily_in_the_ui(tmp_path: Path, httpserver: HTTPServer, migrated_u
     env = airflow_env(tmp_path / "airflow", port, NEWSFLOW_DATABASE_URL=migrated_url, NEWSFLOW_FEEDS=str(feeds))
     env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"  # the DAGs' own is_paused_upon_creation wins
     with running_airflow(env, port, tmp_path / "logs", "standalone") as stack:
-        stack.wait_until_up(dag_ids=["news_daily", "news_process", "news_events", "news_reprocess", "news_queue"])
+        stack.wait_until_up(dag_ids=["news_daily", "news_process", "news_events", "news_reprocess"])
         assert {dag["dag_id"]: dag["is_paused"] for dag in stack.api("GET", "/dags")["dags"]} == dict.fromkeys(
-            ["news_daily", "news_process", "news_events", "news_reprocess", "news_queue"], False
+            ["news_daily", "news_process", "news_events", "news_reprocess"], False
         )
         run_id = stack.api("POST", "/dags/news_daily/dagRuns", {"logical_date": None})["dag_run_id"]
         assert stack.wait_for_run("news_daily", run_id) == "success"

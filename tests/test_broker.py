@@ -2,7 +2,7 @@
 
 Messages are published while the triggerer is down (the api-server, scheduler and dag-processor run, on
 LocalExecutor with Postgres as the metadata database); nothing runs. Then the triggerer starts: its
-``QueueBacklogTrigger`` (imported from the DAGs folder on ``PYTHONPATH``) sees the backlog, ``news_queue``
+``QueueBacklogTrigger`` (imported from the DAGs folder on ``PYTHONPATH``) sees the backlog, ``news_events``
 stages every message, and ``news_process`` follows on the raw-documents asset. Every message is processed
 exactly once: one raw document and one article per good page or document, one error row per bad message,
 each page fetched once from the local server, nothing waiting, the stream acknowledged and emptied.
@@ -31,7 +31,7 @@ from .test_fetch import article
 from .test_queue import REDIS_URL, redis_answers
 
 PAGES = 20
-DAG_IDS = ("news_queue", "news_process")
+DAG_IDS = ("news_events", "news_process")
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not redis_answers(), reason="the broker test needs Redis at 127.0.0.1:6379"),
@@ -62,30 +62,33 @@ def test_messages_published_while_the_triggerer_is_down_are_processed_exactly_on
     client: Any = redis.Redis.from_url(REDIS_URL)
     try:
         with running_airflow(env, port, tmp_path / "logs", "api-server", "scheduler", "dag-processor") as stack:
-            stack.wait_until_up(dag_ids=["news_queue", "news_process"])
+            stack.wait_until_up(dag_ids=["news_events", "news_process"])
             queue = broker.connect(REDIS_URL)
             ids = broker.publish(queue, stream, messages(httpserver))
             client.xadd(stream, {b"v": b"1", b"kind": b"carrier pigeon"})  # malformed
-            time.sleep(15)  # the triggerer is down: nothing may wake news_queue
-            assert stack.latest_run("news_queue") is None
+            time.sleep(15)  # the triggerer is down: nothing may wake news_events
+            assert stack.latest_run("news_events") is None
             started = time.monotonic()
             stack.start("triggerer")
-            first = wait_for(lambda: _succeeded(stack, "news_queue"), "news_queue to drain the queue")
+            first = wait_for(lambda: _succeeded(stack, "news_events"), "news_events to drain the queue")
             staged_at = time.monotonic() - started
             wait_for(lambda: _all_processed(engine, expected=PAGES + 2), "news_process to process every document")
             processed_at = time.monotonic() - started
             runs = {dag: stack.api("GET", f"/dags/{dag}/dagRuns")["total_entries"] for dag in DAG_IDS}
+            instances = stack.api("GET", f"/dags/news_events/dagRuns/{first}/taskInstances")["task_instances"]
         facts = _facts(engine, stream)
         state = (int(client.xlen(stream)), int(client.xpending(stream, "airflow")["pending"]))
     finally:
         client.delete(stream)
-    print(f"\nbroker test: {len(ids) + 1} messages published while the triggerer was down; first news_queue run "
+    print(f"\nbroker test: {len(ids) + 1} messages published while the triggerer was down; first news_events run "
           f"{first}; staged {staged_at:.1f} s and processed {processed_at:.1f} s after the triggerer started; "
           f"runs {runs}; {facts}")  # fmt: skip
     assert facts["raw_documents"] == PAGES + 2 and facts["articles"] == PAGES + 2
     assert facts["errors"] == Counter({"fetch": 1, "queue": 1})
     assert facts["ledger"] == {"staged": PAGES + 2, "failed": 2}
     assert facts["waiting"] == 0
+    tasks = {instance["task_id"]: instance["state"] for instance in instances}
+    assert tasks == {"drain_queue": "success", "drain_inbox": "skipped"}, "the queue woke it, not the doorbell"
     fetches = Counter(request.path for request, _ in httpserver.log if request.path != "/robots.txt")
     assert fetches == Counter([f"/story/{n}" for n in range(PAGES)] + ["/gone"]), fetches  # each page once
     assert state == (0, 0), "the stream is acknowledged and emptied"

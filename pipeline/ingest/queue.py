@@ -1,5 +1,5 @@
 """The intake queue's two ends: ``enqueue`` (the producer behind ``newsflow enqueue``) and ``drain_queue``
-(``news_queue``'s task), which stages what producers published in the raw store for ``news_process``.
+(``news_events``'s ``drain_queue`` task), which stages what producers published in the raw store for ``news_process``.
 
 A drain reclaims first what a dead drain took and never acknowledged (idle for ``NEWSFLOW_QUEUE_CLAIM_SECONDS``),
 then reads new messages, a batch at a time, until the stream is empty or ``NEWSFLOW_QUEUE_DRAIN_SECONDS`` is spent
@@ -47,7 +47,7 @@ def reader_for(settings: Settings) -> Reader:
 
 
 def drain_queue(
-    settings: Settings, engine: Engine, queue: Queue, *, trigger: str = "news_queue", reader: Reader | None = None
+    settings: Settings, engine: Engine, queue: Queue, *, trigger: str = "news_events", reader: Reader | None = None
 ) -> QueueDrain:
     """Stage every message waiting in the stream (within the drain's time budget), acknowledging each batch
     once its outcomes are stored."""
