@@ -71,7 +71,8 @@ def fetch_feeds(
     summary = stage_feeds(settings, engine, feed_urls, trigger=trigger, due_only=not retry)
     counts = reported(summary, f"fetched {len(feed_urls)} feed(s)")
     polled = [url for url in feed_urls if url not in summary.feeds_skipped]
-    reasons = {f.source: f.error for f in summary.failures if f.stage == "feed" and f.source in set(polled)}
+    reasons = {f.source: f.error.removeprefix(f"{f.source}: ") for f in summary.failures
+               if f.stage == "feed" and f.source in set(polled)}  # fmt: skip
     if polled and len(reasons) == len(polled):
         named = "; ".join(f"{url}: {reason}" for url, reason in list(reasons.items())[:MAX_NAMED_FEEDS])
         more = f"; and {len(reasons) - MAX_NAMED_FEEDS} more" if len(reasons) > MAX_NAMED_FEEDS else ""

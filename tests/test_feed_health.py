@@ -98,7 +98,7 @@ def test_a_batch_whose_every_feed_could_not_be_polled_fails_naming_each_feed_and
         fetch_feeds(clocked, batch)
     message = str(raised.value)
     assert message.startswith("no feed of the batch could be polled (3): ")
-    assert f"{batch[0]}: {batch[0]}: HTTP 410" in message
+    assert f"{batch[0]}: HTTP 410; " in message
     assert f"{batch[1]}: malformed feed" in message and f"{refused}: " in message
     stages = {url: row["last_error_stage"] for url, row in health(engine).items()}
     assert stages == {batch[0]: "fetch", batch[1]: "parse", refused: "fetch"}
