@@ -228,9 +228,11 @@ def db_migrate_command() -> None:
 
 
 @feeds_app.command("health")
-def feeds_health_command() -> None:
+def feeds_health_command(
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show only the N worst feeds.")] = None,
+) -> None:
     """Show every feed's health (v_feed_health), worst first."""
-    rows = feed_store.feed_health(_ready_engine(Settings.from_env()))
+    rows = feed_store.feed_health(_ready_engine(Settings.from_env()), limit=limit)
     Console(soft_wrap=False).print(report.feed_health_table(rows))
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from werkzeug import Request, Response
 
 from pipeline.cli import app
-from pipeline.db.feeds import FeedState
+from pipeline.db.feeds import FeedState, feed_health
 from pipeline.errors import SystemicError
 from pipeline.ingest.feed_health import DUE_SLACK, after_poll, skip_reason
 from pipeline.ingest.feeds import ingest_feeds, stage_feeds
@@ -301,6 +301,8 @@ def test_the_view_has_a_row_per_feed_with_entries_per_day_and_masked_credentials
     masked = rows["https://***@news.example/private.xml"]
     assert (masked["state"], masked["last_error"]) == ("failing", "https://***@news.example/private.xml: HTTP 401")
     assert not any("s3cret" in str(value) for row in rows.values() for value in row.values())
+    assert [row.state for row in feed_health(engine)] == ["failing", "new", "ok"]  # worst first
+    assert [row.feed_url for row in feed_health(engine, limit=1)] == ["https://***@news.example/private.xml"]
 
 
 @pytest.fixture

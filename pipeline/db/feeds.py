@@ -257,15 +257,15 @@ HEALTH_WORST_FIRST = (
     "SELECT feed_url, state, consecutive_failures, last_error, last_error_stage, last_error_at, last_success_at, "
     "last_new_entry_at, entries_per_day, next_poll_at, disabled_reason FROM v_feed_health ORDER BY "
     "CASE state WHEN 'disabled' THEN 0 WHEN 'failing' THEN 1 WHEN 'new' THEN 2 ELSE 3 END, "
-    "consecutive_failures DESC, last_new_entry_at NULLS FIRST, feed_url"
+    "consecutive_failures DESC, last_new_entry_at NULLS FIRST, feed_url LIMIT :limit"
 )
 
 
-def feed_health(engine: Engine) -> list[FeedHealth]:
-    """Every feed's health, worst first: disabled, then failing (most failures first), never polled, well (the
-    longest without a new entry first)."""
+def feed_health(engine: Engine, *, limit: int | None = None) -> list[FeedHealth]:
+    """Every feed's health (the first ``limit``), worst first: disabled, then failing (most failures first),
+    never polled, well (the longest without a new entry first)."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(HEALTH_WORST_FIRST)).mappings().all()
+        rows = conn.execute(sa.text(HEALTH_WORST_FIRST), {"limit": limit}).mappings().all()
     return [FeedHealth(**{**row, "entries_per_day": float(row["entries_per_day"])}) for row in rows]
 
 

@@ -68,9 +68,10 @@ def feed_health_table(rows: Sequence[FeedHealth]) -> Table:
         error = f"[{row.last_error_stage}] {row.last_error}" if row.last_error else ""
         why = f"\n{row.disabled_reason}" if row.disabled_reason else ""
         state = f"[{STATE_STYLES.get(row.state, '')}]{row.state}[/]"
+        next_poll = _when(row.next_poll_at) if row.state == "failing" else ""
         table.add_row(escape(row.feed_url), state, str(row.consecutive_failures), escape(error + why),
                       _when(row.last_error_at), _when(row.last_success_at), _when(row.last_new_entry_at),
-                      f"{row.entries_per_day:.2f}", _when(row.next_poll_at))  # fmt: skip
+                      f"{row.entries_per_day:.2f}", next_poll)  # fmt: skip
     return table
 
 
