@@ -12,8 +12,11 @@ run is the next midnight), so **Trigger** is the way to run it now.
 3. **announce_fetched** adds up the counts and publishes the `newsflow_raw_documents` asset, whose event
    wakes **news_process**.
 
-A page or feed that fails is recorded in `ingest_errors` and does not fail the run. The database being
-unreachable, or every fetch failing, fails the task, which is retried with exponential backoff.
+A page or feed that fails is recorded in `ingest_errors` and does not fail the run; a failing feed backs off
+and is skipped (not failed) until its next poll time, and one failing for `NEWSFLOW_FEED_DISABLE_DAYS` is
+disabled (`newsflow feeds health`, `v_feed_health`). The database being unreachable, or no feed of a batch
+could be polled at all, fails the task, which is retried with exponential backoff (a retry polls its feeds
+whatever their backoff).
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ def news_daily() -> None:
         """Poll these feeds and fetch their new entries into the raw store; returns the counts."""
         from pipeline.tasks import feed_batch_label, fetch_feeds
 
-        get_current_context()["feeds_polled"] = feed_batch_label(feed_urls)  # type: ignore[typeddict-unknown-key]
-        return fetch_feeds(settings(), feed_urls, trigger="news_daily")
+        context = get_current_context()
+        context["feeds_polled"] = feed_batch_label(feed_urls)  # type: ignore[typeddict-unknown-key]
+        retry = context["ti"].try_number > 1  # a retry polls the batch again, backoff notwithstanding
+        return fetch_feeds(settings(), feed_urls, trigger="news_daily", retry=retry)
 
     @task(outlets=[RAW_DOCUMENTS], doc_md=ANNOUNCE_DOC)
     def announce_fetched(counts: list[dict[str, int]]) -> Any:

@@ -24,10 +24,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from pipeline.db import feeds as feed_store
 from pipeline.db import open_database
 from pipeline.db.engine import database_url, libpq_url, psql_command
 from pipeline.errors import DatabaseConnectionLostError, SystemicError
@@ -56,6 +58,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+feeds_app = typer.Typer(help="Feed health: which feeds fail, back off or are disabled.", no_args_is_help=True)
+app.add_typer(feeds_app, name="feeds")
 console = Console(stderr=True)
 
 
@@ -251,6 +255,24 @@ def db_migrate_command() -> None:
     _ready_engine(settings, announce=True)
 
 
+@feeds_app.command("health")
+def feeds_health_command(
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show only the N worst feeds.")] = None,
+) -> None:
+    """Show every feed's health (v_feed_health), worst first."""
+    rows = feed_store.feed_health(_ready_engine(Settings.from_env()), limit=limit)
+    Console(soft_wrap=False).print(report.feed_health_table(rows))
+
+
+@feeds_app.command("enable")
+def feeds_enable_command(url: Annotated[str, typer.Argument(help="The feed's URL, as in the feed list.")]) -> None:
+    """Enable a disabled feed again, resetting its failure count and backoff."""
+    if not feed_store.enable_feed(_ready_engine(Settings.from_env()), url):
+        console.print(f"[red]error:[/] no feed {escape(url)} was ever polled (newsflow feeds health lists them)")
+        raise typer.Exit(2)
+    console.print(f"enabled {escape(url)}: polled again from the next run", highlight=False)
+
+
 def _ready_engine(settings: Settings, *, announce: bool = False) -> Engine:
     try:
         engine, applied = open_database(settings)
@@ -293,6 +315,8 @@ def _print_summary(summary: RunSummary) -> None:
         console.print("Nothing changed: every document was already stored.")
     for failure in summary.failures:
         console.print(f"[red]failed[/] {failure.source} ({failure.stage}): {failure.error}")
+    for url, why in summary.feeds_skipped.items():
+        console.print(f"[yellow]skipped[/] {escape(url)}: {escape(why)}", highlight=False)
 
 
 websub_app = typer.Typer(help="WebSub push: subscribe feeds at their hubs, receive what the hubs deliver.")

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -42,6 +43,8 @@ class Settings:
     feed_max_entries: int = 200
     feed_poll_seconds: float = 600.0  # total time budget of one feed's poll; the entries left wait for the next
     feed_parse_memory_mb: int = 512  # address space of the child process that parses one feed
+    feed_backoff_max_hours: float = 72.0  # a failing feed waits 1 h, 2 h, 4 h, … at most this before its next poll
+    feed_disable_days: float = 14.0  # a feed failing at every poll for this long is disabled (0: never)
     batch_size: int = 32  # documents per nlp.pipe pass and per load transaction
     document_seconds: float = 60.0  # time budget of one document's extraction, and of its analysis
     quarantine_attempts: int = 3  # a staged document whose processing died this often is set aside
@@ -62,6 +65,8 @@ class Settings:
     queue_drain_seconds: float = 1800.0  # total time budget of one queue drain; what is left waits for the next
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    # the wall clock feed health is kept on (backoff, disabling); a test passes a fake one
+    wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False, compare=False)
 
     @property
     def sql_dir(self) -> Path:
@@ -105,6 +110,8 @@ class Settings:
             feed_max_entries=max(1, int(env.get("NEWSFLOW_FEED_MAX_ENTRIES") or 200)),
             feed_poll_seconds=float(env.get("NEWSFLOW_FEED_POLL_SECONDS") or 600),
             feed_parse_memory_mb=max(64, int(env.get("NEWSFLOW_FEED_PARSE_MEMORY_MB") or 512)),
+            feed_backoff_max_hours=max(0.0, float(env.get("NEWSFLOW_FEED_BACKOFF_MAX_HOURS") or 72)),
+            feed_disable_days=max(0.0, float(env.get("NEWSFLOW_FEED_DISABLE_DAYS") or 14)),
             batch_size=max(1, int(env.get("NEWSFLOW_BATCH_SIZE") or 32)),
             document_seconds=float(env.get("NEWSFLOW_DOCUMENT_SECONDS") or 60),
             quarantine_attempts=max(1, int(env.get("NEWSFLOW_QUARANTINE_ATTEMPTS") or 3)),

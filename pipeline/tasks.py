@@ -33,6 +33,7 @@ FEEDS_PER_TASK = 10
 MAX_FAILURE_LINES = 1000  # a task log names this many failures, then counts the rest (all are in ingest_errors)
 MAX_LABEL_CHARS = 200
 SHARD_LIMIT = 1_000_000  # documents one news_process shard takes at most; its time budget ends it sooner
+MAX_NAMED_FEEDS = FEEDS_PER_TASK  # a failed batch's message names this many feeds with their reasons
 log = logging.getLogger(__name__)
 
 
@@ -62,17 +63,24 @@ def feed_batches(settings: Settings, *, size: int = FEEDS_PER_TASK) -> list[list
     return [feeds[start : start + size] for start in range(0, len(feeds), size)]
 
 
-def fetch_feeds(settings: Settings, feed_urls: list[str], *, trigger: str = "airflow") -> dict[str, int]:
-    """Poll a batch of feeds and fetch their new entries into the raw store."""
+def fetch_feeds(
+    settings: Settings, feed_urls: list[str], *, trigger: str = "airflow", retry: bool = False
+) -> dict[str, int]:
+    """Poll a batch of feeds and fetch their new entries into the raw store. A dead feed or page is its error
+    row and the batch succeeds; ``SystemicError`` when the database cannot be reached, or when no feed the batch
+    polled could be polled at all (feeds skipped as disabled or backing off are no failures). A ``retry`` of
+    the task polls its feeds whatever their backoff, so a batch that failed whole is tried again, not skipped."""
     engine = ready_engine(settings)
-    summary = stage_feeds(settings, engine, feed_urls, trigger=trigger)
-    fetched = summary.staged + summary.unchanged
-    feed_failures = [f for f in summary.failures if f.stage == "feed"]
-    pages_tried = fetched + len(summary.failures) - len(feed_failures)
-    every_feed_failed = bool(feed_urls) and len({f.source for f in feed_failures}) == len(feed_urls)
-    if every_feed_failed or (pages_tried > 0 and fetched == 0):
-        raise SystemicError(f"every fetch failed; first reason: {summary.failures[0].error}")
-    return reported(summary, f"fetched {len(feed_urls)} feed(s)")
+    summary = stage_feeds(settings, engine, feed_urls, trigger=trigger, due_only=not retry)
+    counts = reported(summary, f"fetched {len(feed_urls)} feed(s)")
+    polled = [url for url in feed_urls if url not in summary.feeds_skipped]
+    reasons = {f.source: f.error.removeprefix(f"{f.source}: ") for f in summary.failures
+               if f.stage == "feed" and f.source in set(polled)}  # fmt: skip
+    if polled and len(reasons) == len(polled):
+        named = "; ".join(f"{url}: {reason}" for url, reason in list(reasons.items())[:MAX_NAMED_FEEDS])
+        more = f"; and {len(reasons) - MAX_NAMED_FEEDS} more" if len(reasons) > MAX_NAMED_FEEDS else ""
+        raise SystemicError(f"no feed of the batch could be polled ({len(reasons)}): {named}{more}", stage="feed")
+    return counts
 
 
 def process(settings: Settings, *, limit: int, trigger: str = "airflow") -> dict[str, int]:
@@ -157,6 +165,8 @@ def reported(summary: RunSummary, what: str) -> dict[str, int]:
     if len(summary.failures) > MAX_FAILURE_LINES:
         more = len(summary.failures) - MAX_FAILURE_LINES
         log.warning("… and %d more failures (SELECT * FROM ingest_errors WHERE run_id = %d)", more, summary.run_id)
+    for url, why in list(summary.feeds_skipped.items())[:MAX_FAILURE_LINES]:
+        log.info("skipped: %s %s", url, why)
     counts = summary.extra()
     log.info("%s, ingest run %d:\n%s", what, summary.run_id, counts_table({**counts, "entities": summary.entities}))
     return counts

@@ -2,7 +2,7 @@
 -- the stream and the message id Redis gave it. A message is acknowledged in Redis only once its row is
 -- committed, in the same transaction as the document it staged; a message redelivered after a crash between
 -- that commit and the acknowledgement finds its row and is acknowledged without being processed again.
--- depends: 0013_error_once
+-- depends: 0014_feed_health
 
 CREATE TABLE intake_messages (
     stream          text        NOT NULL,

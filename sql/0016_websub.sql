@@ -2,7 +2,7 @@
 -- subscribed at, the callback the hub delivers to, the HMAC secret deliveries are signed with, its state and
 -- lease. Written only by pipeline/db/websub.py. The secret is kept as it is (an HMAC needs it); no role but
 -- the owner reads this table (newsflow_reader is granted the analyst views only).
--- depends: 0013_error_once
+-- depends: 0015_intake_messages
 
 CREATE TABLE websub_subscriptions (
     id                 bigserial   PRIMARY KEY,

@@ -22,7 +22,8 @@ from functools import partial
 from sqlalchemy.engine import Engine
 
 from pipeline.db import feeds as feed_store
-from pipeline.errors import FetchError
+from pipeline.errors import FeedError, FetchError
+from pipeline.ingest import feed_health
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Progress, Run, RunSummary, open_run
 from pipeline.ingest.staged import stage_inputs
@@ -41,32 +42,52 @@ def ingest_feeds(
     trigger: str = "cli",
     on_document: Progress | None = None,
 ) -> RunSummary:
-    """Poll every feed and ingest its new entries, in one run."""
+    """Poll every feed (a disabled one excepted: it is skipped with the reason) and ingest its new entries, in
+    one run. Feeds named here are polled even while backing off: a person asked for them."""
     with open_run(settings, engine, trigger=trigger, on_document=on_document) as run:
         for url in feed_urls:
-            _ingest_feed(run, url, stage_only=False)
+            _ingest_feed(run, url, stage_only=False, due_only=False)
     return run.summary
 
 
-def stage_feeds(settings: Settings, engine: Engine, feed_urls: Iterable[str], *, trigger: str = "cli") -> RunSummary:
-    """Poll every feed and put its new entries into the raw store for ``news_process``, in one run."""
+def stage_feeds(
+    settings: Settings, engine: Engine, feed_urls: Iterable[str], *, trigger: str = "cli", due_only: bool = True
+) -> RunSummary:
+    """Poll every feed that is due (not disabled; with ``due_only``, not backing off) and put its new entries
+    into the raw store for ``news_process``, in one run. The feeds skipped are in ``feeds_skipped``."""
     with open_run(settings, engine, trigger=trigger) as run:
         for url in feed_urls:
-            _ingest_feed(run, url, stage_only=True)
+            _ingest_feed(run, url, stage_only=True, due_only=due_only)
     return run.summary
 
 
-def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
+def _ingest_feed(run: Run, url: str, *, stage_only: bool, due_only: bool) -> None:
     engine = run.engine
     assert engine is not None
     deadline = run.settings.clock() + run.settings.feed_poll_seconds
     feed = run.retrying(lambda: feed_store.claim_feed(engine, url))
-    poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed, deadline))
-    if isinstance(poll, Failure):
-        run.retrying(lambda: feed_store.finish_poll(engine, feed, None, error=poll.error))
+    skipped = feed_health.skip_reason(feed, run.settings.wall_clock(), due_only=due_only)
+    if skipped is not None:
+        run.summary.feeds_skipped[url] = skipped
         return
-    if poll.problem:
-        run.fail(Input(url), Failure(url, "feed", poll.problem))
+    failed_at: list[str] = []
+    poll = guarded(run, Input(url), "feed", lambda: _poll(run, url, feed, deadline, failed_at))
+    if isinstance(poll, Failure):
+        health = feed_health.after_poll(feed, run.settings, (poll.error, failed_at[0] if failed_at else "feed"))
+        run.retrying(lambda: feed_store.finish_poll(engine, feed, None, health))
+        return
+    problem = poll.problem or (feed_health.still_malformed(feed) if poll.not_modified else None)
+    if problem:
+        run.fail(Input(url), Failure(url, "feed", problem))
+    waiting = _take_entries(run, feed, poll, deadline, stage_only=stage_only)
+    health = feed_health.after_poll(feed, run.settings, (problem, "parse") if problem else None)
+    run.retrying(lambda: feed_store.finish_poll(engine, feed, poll, health, deferred=waiting))
+
+
+def _take_entries(run: Run, feed: feed_store.FeedState, poll: FeedPoll, deadline: float, *, stage_only: bool) -> int:
+    """Take the poll's new entries (up to the cap, within the poll's time); how many are still wanted."""
+    engine = run.engine
+    assert engine is not None
     run.summary.feed_entries_skipped += len(poll.skipped)
     entries = (
         []
@@ -78,7 +99,7 @@ def _ingest_feed(run: Run, url: str, *, stage_only: bool) -> None:
     undelivered = [entry for entry in entries if entry.link not in delivered]
     waiting = run.retrying(lambda: feed_store.still_wanted(engine, undelivered))
     run.summary.feed_entries_deferred += waiting
-    run.retrying(lambda: feed_store.finish_poll(engine, feed, poll, deferred=waiting))
+    return waiting
 
 
 def _take(run: Run, entries: list[FeedEntry], deadline: float, *, stage_only: bool) -> list[FeedEntry]:
@@ -105,12 +126,17 @@ def _read_in_time(run: Run, entries: list[FeedEntry], deadline: float, tried: li
             yield Input(entry.link, raw=raw)
 
 
-def _poll(run: Run, url: str, feed: feed_store.FeedState, deadline: float) -> FeedPoll:
+def _poll(run: Run, url: str, feed: feed_store.FeedState, deadline: float, failed_at: list[str]) -> FeedPoll:
+    """One poll of the feed; when it fails, ``failed_at`` gets where: ``fetch`` or ``parse``."""
     limits = _parse_limits(run.settings, deadline)
     try:
         return poll_feed(run.fetcher, url, etag=feed.etag, last_modified=feed.last_modified, limits=limits)
     except FetchError as error:
+        failed_at.append("fetch")
         raise FetchError(str(error), stage="feed") from error
+    except FeedError:
+        failed_at.append("parse")
+        raise
 
 
 def _parse_limits(settings: Settings, deadline: float) -> ParseLimits:

@@ -72,6 +72,7 @@ class RunSummary:
     feed_entries_skipped: int = 0  # feed entries with neither an http(s) link nor content
     feed_entries_deferred: int = 0  # new feed entries left for the next poll (entry cap or time budget)
     inbox_left: int = 0  # inbox files and URL lines left for the next drain (its time budget spent)
+    feeds_skipped: dict[str, str] = field(default_factory=dict)  # feed URL → why it was not polled (disabled, backoff)
 
     @property
     def seen(self) -> int:
@@ -108,8 +109,10 @@ class RunSummary:
                 "quotes": self.quotes, **(self.feed_counts() if any(self.feed_counts().values()) else {})}  # fmt: skip
 
     def feed_counts(self) -> dict[str, int]:
-        """Feed entries skipped (no usable link or content) and deferred to the next poll."""
-        return {"skipped": self.feed_entries_skipped, "deferred": self.feed_entries_deferred}
+        """Feed entries skipped (no usable link or content) and deferred to the next poll; feeds not polled
+        (disabled, or backing off)."""
+        return {"skipped": self.feed_entries_skipped, "deferred": self.feed_entries_deferred,
+                "feeds_skipped": len(self.feeds_skipped)}  # fmt: skip
 
     def extra(self) -> dict[str, int]:
         """The counts an Airflow asset event carries."""
@@ -124,6 +127,7 @@ class RunSummary:
         self.feed_entries_skipped += other.feed_entries_skipped
         self.feed_entries_deferred += other.feed_entries_deferred
         self.inbox_left += other.inbox_left
+        self.feeds_skipped.update(other.feeds_skipped)
         self.failures.extend(other.failures)
         self.articles.update(other.articles)
         self.raw_documents.update(other.raw_documents)

@@ -1,7 +1,7 @@
 -- What each input was given as: a URL before its redirects and canonical link, a feed's link with its tracking
 -- parameters, a relative path. An article is named by its canonical source; this remembers the names it was
 -- asked for by, so news_reprocess (and an analyst) can find it by the name they typed.
--- depends: 0013_error_once
+-- depends: 0016_websub
 
 CREATE TABLE source_requests (
     requested     text        NOT NULL,
