@@ -20,6 +20,11 @@ def _project_root() -> Path:
     return Path.cwd()
 
 
+def utc_now() -> datetime:
+    """The wall clock feed health is timed by (a module function, so settings pickle into worker processes)."""
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, in one place (see docs/configuration.md)."""
@@ -66,7 +71,7 @@ class Settings:
     # the monotonic clock time budgets are measured by; not from the environment (a test passes a fake one)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     # the wall clock feed health is kept on (backoff, disabling); a test passes a fake one
-    wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False, compare=False)
+    wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     @property
     def sql_dir(self) -> Path:
