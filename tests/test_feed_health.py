@@ -24,7 +24,7 @@ from pipeline.errors import SystemicError
 from pipeline.ingest.feed_health import DUE_SLACK, after_poll, skip_reason
 from pipeline.ingest.feeds import ingest_feeds, stage_feeds
 from pipeline.settings import Settings
-from pipeline.tasks import fetch_feeds
+from pipeline.tasks import feed_batch_label, fetch_feeds
 
 from .test_feeds import rss, serve_feed_pages
 
@@ -328,3 +328,22 @@ def test_the_reader_role_selects_the_view_but_not_the_feeds_table(engine: sa.Eng
     with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
         conn.execute(sa.text("SELECT * FROM feeds"))
     reader.dispose()
+
+
+@pytest.mark.postgres
+def test_a_password_holding_an_at_sign_never_shows_in_the_view_the_task_log_or_the_task_name(
+    httpserver: HTTPServer, clocked: Settings, engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, the view masked only up to the first ``@`` (``https://***@s3cr3t@host``, the password's tail
+    shown), and the task log, its failure and its map index named the feed with its password."""
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/private.xml").respond_with_data("no", status=401)
+    host = httpserver.url_for("/private.xml").split("://", 1)[1]
+    url = f"http://ann:p@ss-s3cr3t@{host}"  # the last @ ends the user info (RFC 3986, WHATWG)
+    with pytest.raises(SystemicError) as raised, caplog.at_level("INFO"):
+        fetch_feeds(clocked, [url])
+    rows = health(engine)
+    shown = [str(value) for row in rows.values() for value in row.values()]
+    shown += [str(raised.value), caplog.text, feed_batch_label([url])]
+    assert not [text for text in shown if "s3cr3t" in text or "ann:" in text]
+    assert f"http://***@{host}" in rows and f"http://***@{host}" in str(raised.value)
