@@ -377,6 +377,21 @@ def test_a_denial_is_recorded(setup: Setup) -> None:
     assert row.state == "denied" and "not today" in row.last_error
 
 
+@pytest.mark.postgres
+def test_a_nul_in_the_callback_or_the_denial_reason_is_answered_not_dropped(setup: Setup) -> None:
+    """Before, a NUL byte in the callback path (or a hub's ``hub.reason=%00``) reached Postgres, whose driver
+    raised ValueError: the connection was dropped without an answer, and a hub would send it again forever."""
+    topic = setup.subscribe(_feed(setup)[0])
+    callback = setup.hub.subscription(topic)["hub.callback"]
+    for method in (b"GET", b"POST"):
+        with socket.create_connection(setup.server.server_address[:2], timeout=10) as conn:
+            conn.sendall(method + b" /websub/ab\x00cd?hub.mode=subscribe HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.0 404"), method
+    denied = {"hub.mode": "denied", "hub.topic": topic, "hub.reason": "not\x00today"}
+    assert setup.hub.verify(callback, denied).status_code == 200
+    assert setup.row(topic).state == "denied" and "not\\x00today" in setup.row(topic).last_error
+
+
 def _raw(setup: Setup, path: str, head: str, body: bytes = b"") -> bytes:
     with socket.create_connection(setup.server.server_address[:2], timeout=10) as conn:
         conn.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode() + body)

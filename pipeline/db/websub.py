@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.models import storable
+
 MAX_ERROR_CHARS = 1000
 COLUMNS = "id, topic, feed_url, hub, callback, token, secret, state, lease_seconds, lease_expires_at, last_delivery_at"
 
@@ -93,7 +95,7 @@ def ended(engine: Engine, subscription_id: int, state: str, reason: str, now: da
     _update(
         engine,
         "state = :state, last_error = :error, last_error_at = :now",
-        {"id": subscription_id, "state": state, "error": reason[:MAX_ERROR_CHARS], "now": now},
+        {"id": subscription_id, "state": state, "error": storable(reason[:MAX_ERROR_CHARS]), "now": now},
     )
 
 
@@ -111,7 +113,7 @@ def failed(engine: Engine, subscription_id: int, reason: str, now: datetime) -> 
     _update(
         engine,
         "last_error = :error, last_error_at = :now",
-        {"id": subscription_id, "error": reason[:MAX_ERROR_CHARS], "now": now},
+        {"id": subscription_id, "error": storable(reason[:MAX_ERROR_CHARS]), "now": now},
     )
 
 
