@@ -5,6 +5,7 @@ reclaimed only after the claim time."""
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from collections import Counter
@@ -74,6 +75,18 @@ def test_a_malformed_message_says_why_at_the_queue_stage(fields: dict[bytes, byt
     with pytest.raises(MalformedMessageError, match=reason.replace("(", r"\(").replace(")", r"\)")) as caught:
         broker.parse(fields)
     assert caught.value.stage == "queue"
+
+
+def test_a_documents_metadata_is_cleaned_and_bounded_as_a_sidecars_is() -> None:
+    """Before, a NUL or a lone surrogate in one metadata value lost the whole document (Postgres refused its
+    JSON at the stage stage), nested values were stored as Python reprs, and 100,000 keys were taken whole."""
+    metadata = {"Title": "A\u0000 B\ud800", "au\u0000thor": "Ann", "tags": ["x", "y"], "deep": {"a": [1]}}
+    fields = {b"v": b"1", b"kind": b"document", b"name": b"a.html", b"content": b"<p>x</p>"}
+    parsed = broker.parse({**fields, b"metadata": json.dumps(metadata).encode()})
+    assert parsed.metadata == {"title": "A B?", "author": "Ann", "tags": "x, y"}
+    many = json.dumps({f"k{n}": "v" for n in range(100_000)}).encode()
+    with pytest.raises(MalformedMessageError, match=r"metadata.*over"):
+        broker.parse({**fields, b"metadata": many})
 
 
 def test_a_huge_message_is_refused_before_anything_is_sent() -> None:
