@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.db import websub as websub_store
 from pipeline.errors import SignatureError
 from pipeline.ingest.queue import drain_queue
 from pipeline.ingest.websub import DeliveredEntry, Receiver, ReceiverConfig, Subscriber, queue_publisher
@@ -390,6 +391,24 @@ def test_a_nul_in_the_callback_or_the_denial_reason_is_answered_not_dropped(setu
     denied = {"hub.mode": "denied", "hub.topic": topic, "hub.reason": "not\x00today"}
     assert setup.hub.verify(callback, denied).status_code == 200
     assert setup.row(topic).state == "denied" and "not\\x00today" in setup.row(topic).last_error
+
+
+@pytest.mark.postgres
+def test_a_topic_with_a_password_never_shows_in_the_receivers_log(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A feed subscribed with its user name and password in the URL (a private feed): before, every delivery's
+    log line named the topic with them."""
+    topic, token, secret = "https://ann:p@ss-s3cr3t@news.example/private.atom", "tok_" + uuid.uuid4().hex, "k" * 64
+    fresh = websub_store.NewSubscription(topic, topic, setup.hub.base + "/hub", setup.callback_base, token, secret)
+    websub_store.upsert(setup.engine, fresh, setup.wall.now)
+    callback = f"{setup.callback_base}/{token}"
+    body = atom_feed(None, None, [("https://news.example/private-story", "A story")])
+    with caplog.at_level("INFO", logger="pipeline.ingest.websub_server"):
+        forged = httpx.post(callback, content=b"x", headers={"X-Hub-Signature": "sha256=" + "0" * 64}, timeout=10)
+        signed = httpx.post(callback, content=body, headers={"X-Hub-Signature": sign(body, secret)}, timeout=10)
+    assert (forged.status_code, signed.status_code, len(setup.published)) == (403, 204, 1)
+    assert "news.example/private.atom" in caplog.text and "s3cr3t" not in caplog.text and "ann:" not in caplog.text
 
 
 def _raw(setup: Setup, path: str, head: str, body: bytes = b"") -> bytes:

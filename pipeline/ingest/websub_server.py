@@ -36,6 +36,7 @@ from pipeline.ingest.websub import (
     SubscribePlan,
     Subscriber,
 )
+from pipeline.models import without_credentials
 from pipeline.settings import Settings
 from pipeline.sources.feed_parsing import ParseLimits
 from pipeline.sources.http import Fetcher, FetchPolicy
@@ -179,7 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(reply.body)
-        log.info("%s %s: %d %s", self.command, urlsplit(self.path).path[:200], reply.status, reply.note)
+        note = without_credentials(reply.note)  # a private feed's topic carries its password
+        log.info("%s %s: %d %s", self.command, urlsplit(self.path).path[:200], reply.status, note)
 
     def log_message(self, format: str, *args: Any) -> None:
         """http.server's own lines (the request line with its query) are dropped: ``_send`` logs each request."""
@@ -202,9 +204,10 @@ def renew_forever(subscriber: Subscriber, stop: threading.Event, every: float = 
     while True:
         try:
             for outcome in subscriber.renew_due():
-                log.info("renewal of %s at %s: %s %s", outcome.topic, outcome.hub, outcome.state, outcome.reason or "")
+                said = f"renewal of {outcome.topic} at {outcome.hub}: {outcome.state} {outcome.reason or ''}"
+                log.info("%s", without_credentials(said))
         except Exception as error:  # noqa: BLE001 - the database or a hub away: try again at the next check
-            log.warning("renewal check failed: %s: %s", type(error).__name__, error)
+            log.warning("renewal check failed: %s: %s", type(error).__name__, without_credentials(str(error)))
         if stop.wait(every):
             return
 
