@@ -347,3 +347,29 @@ def test_a_password_holding_an_at_sign_never_shows_in_the_view_the_task_log_or_t
     shown += [str(raised.value), caplog.text, feed_batch_label([url])]
     assert not [text for text in shown if "s3cr3t" in text or "ann:" in text]
     assert f"http://***@{host}" in rows and f"http://***@{host}" in str(raised.value)
+
+
+@pytest.mark.postgres
+def test_a_well_formed_feed_served_as_html_or_with_a_wrong_declared_encoding_is_healthy(
+    httpserver: HTTPServer, clocked: Settings, clock: WallClock, engine: sa.Engine
+) -> None:
+    """feedparser flags these ``bozo`` though it parsed the document strictly and whole (its exception class
+    for them is ``ThingsNobodyCaresAboutButMe``). Before, each poll of such a feed was a failure: it backed off
+    and, after NEWSFLOW_FEED_DISABLE_DAYS, was disabled while delivering every entry."""
+    site = serve_feed_pages(httpserver)
+    declared = rss(site.url_for("/talks")).replace('version="1.0"?>', 'version="1.0" encoding="us-ascii"?>')
+    site.expect_request("/html.xml").respond_with_data(rss(site.url_for("/talks")), content_type="text/html")
+    site.expect_request("/ascii.xml").respond_with_data(
+        declared.replace("Local news", "Caf\u00e9 news").encode(), content_type="application/rss+xml"
+    )
+    urls = [site.url_for("/html.xml"), site.url_for("/ascii.xml")]
+    for _day in range(int(clocked.feed_disable_days) + 2):
+        summary = stage_feeds(clocked, engine, urls)
+        assert summary.failed == 0 and not summary.feeds_skipped, summary.failures
+        clock.advance(days=1)
+    rows = health(engine)
+    assert [(rows[url]["state"], rows[url]["consecutive_failures"]) for url in urls] == [("ok", 0)] * 2
+    page = '<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><head><title>Home</title></head></html>'
+    site.expect_request("/moved.xml").respond_with_data(page, content_type="text/html")
+    moved = stage_feeds(clocked, engine, [site.url_for("/moved.xml")])  # a page, no feed: still malformed
+    assert [failure.error.split(":")[0] for failure in moved.failures] == ["malformed feed"]
