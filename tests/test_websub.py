@@ -409,6 +409,8 @@ def test_a_topic_with_a_password_never_shows_in_the_receivers_log(
         signed = httpx.post(callback, content=body, headers={"X-Hub-Signature": sign(body, secret)}, timeout=10)
     assert (forged.status_code, signed.status_code, len(setup.published)) == (403, 204, 1)
     assert "news.example/private.atom" in caplog.text and "s3cr3t" not in caplog.text and "ann:" not in caplog.text
+    assert token not in caplog.text and f"/websub/{token[:6]}…: 204" in caplog.text  # a token would let a log reader
+    # answer verifications in our name (a forged lease of years, never renewed) or deny the subscription
 
 
 def _raw(setup: Setup, path: str, head: str, body: bytes = b"") -> bytes:

@@ -6,7 +6,8 @@ and the whole body read within ``request_seconds`` (else 408), and a connection 
 whole within twice that (headers dribbled a byte at a time) is cut; a body over ``max_bytes`` is refused with 413
 before it is read; a body must come with one ``Content-Length``: a chunked body (any ``Transfer-Encoding``)
 is refused with 411, so the hub sends it again with its length. Each request is one log line (method, path
-without its query, status and why); the secret and the body never are.
+without its query and with its token cut short, status and why); the secret, the body, the whole token and a
+topic's password never are.
 """
 
 from __future__ import annotations
@@ -181,10 +182,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.body)
         note = without_credentials(reply.note)  # a private feed's topic carries its password
-        log.info("%s %s: %d %s", self.command, urlsplit(self.path).path[:200], reply.status, note)
+        log.info("%s %s: %d %s", self.command, _shown_path(self.path), reply.status, note)
 
     def log_message(self, format: str, *args: Any) -> None:
         """http.server's own lines (the request line with its query) are dropped: ``_send`` logs each request."""
+
+
+def _shown_path(path: str) -> str:
+    """The request's path for the log: its token cut to 6 characters (whoever holds a callback's token and its
+    topic can answer a verification for it), its query dropped."""
+    prefix, _, token = urlsplit(path).path[:200].rstrip("/").rpartition("/")
+    return f"{prefix}/{token[:6]}…" if len(token) > 6 else f"{prefix}/{token}"
 
 
 def _token(path: str) -> str:
