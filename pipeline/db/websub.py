@@ -16,6 +16,22 @@ from pipeline.models import storable
 
 MAX_ERROR_CHARS = 1000
 COLUMNS = "id, topic, feed_url, hub, callback, token, secret, state, lease_seconds, lease_expires_at, last_delivery_at"
+BY_TOKEN = "SELECT " + COLUMNS + " FROM websub_subscriptions WHERE token = :token"
+UPSERT = (
+    "INSERT INTO websub_subscriptions (topic, feed_url, hub, callback, token, secret, requested_at) "
+    "VALUES (:topic, :feed_url, :hub, :base || '/' || :token, :token, :secret, :now) "
+    "ON CONFLICT (md5(topic)) DO UPDATE SET hub = EXCLUDED.hub, feed_url = EXCLUDED.feed_url, "
+    "callback = :base || '/' || websub_subscriptions.token, requested_at = :now, "
+    "state = CASE WHEN websub_subscriptions.state = 'active' THEN 'active' ELSE 'pending' END "
+    "RETURNING " + COLUMNS
+)
+DUE = (
+    "SELECT " + COLUMNS + " FROM websub_subscriptions WHERE "
+    "requested_at <= :now - make_interval(secs => :retry) AND ("
+    "(state = 'active' AND lease_expires_at - make_interval(secs => "
+    "least(:margin, coalesce(lease_seconds, 0) / 2.0)) <= :now) OR state IN ('pending', 'failed')) "
+    "ORDER BY id"
+)
 
 
 @dataclass(frozen=True)
@@ -57,14 +73,7 @@ def upsert(engine: Engine, new: NewSubscription, now: datetime) -> Subscription:
     updated, a failed or denied one pending again, an active one left active (deliveries go on meanwhile)."""
     with engine.begin() as conn:
         row = conn.execute(
-            sa.text(
-                "INSERT INTO websub_subscriptions (topic, feed_url, hub, callback, token, secret, requested_at) "
-                "VALUES (:topic, :feed_url, :hub, :base || '/' || :token, :token, :secret, :now) "
-                "ON CONFLICT (md5(topic)) DO UPDATE SET hub = EXCLUDED.hub, feed_url = EXCLUDED.feed_url, "
-                "callback = :base || '/' || websub_subscriptions.token, requested_at = :now, "
-                "state = CASE WHEN websub_subscriptions.state = 'active' THEN 'active' ELSE 'pending' END "
-                f"RETURNING {COLUMNS}"
-            ),
+            sa.text(UPSERT),
             {"topic": new.topic, "feed_url": new.feed_url, "hub": new.hub, "token": new.token}
             | {"base": new.callback_base.rstrip("/"), "secret": new.secret, "now": now},
         ).one()
@@ -74,9 +83,7 @@ def upsert(engine: Engine, new: NewSubscription, now: datetime) -> Subscription:
 def by_token(engine: Engine, token: str) -> Subscription | None:
     """The subscription whose callback ends in ``token``, or None."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(f"SELECT {COLUMNS} FROM websub_subscriptions WHERE token = :token"), {"token": token}
-        ).one_or_none()
+        row = conn.execute(sa.text(BY_TOKEN), {"token": token}).one_or_none()
     return _subscription(row) if row is not None else None
 
 
@@ -84,8 +91,10 @@ def verified(engine: Engine, subscription_id: int, lease_seconds: int, now: date
     """The hub verified the subscription: active for ``lease_seconds`` from ``now``."""
     _update(
         engine,
+        "UPDATE websub_subscriptions SET "
         "state = 'active', lease_seconds = :lease, verified_at = :now, "
-        "lease_expires_at = :now + make_interval(secs => :lease)",
+        "lease_expires_at = :now + make_interval(secs => :lease)"
+        " WHERE id = :id",
         {"id": subscription_id, "lease": lease_seconds, "now": now},
     )
 
@@ -94,7 +103,7 @@ def ended(engine: Engine, subscription_id: int, state: str, reason: str, now: da
     """The hub denied the subscription (``denied``) or refused the request (``failed``), for ``reason``."""
     _update(
         engine,
-        "state = :state, last_error = :error, last_error_at = :now",
+        "UPDATE websub_subscriptions SET state = :state, last_error = :error, last_error_at = :now WHERE id = :id",
         {"id": subscription_id, "state": state, "error": storable(reason[:MAX_ERROR_CHARS]), "now": now},
     )
 
@@ -103,7 +112,7 @@ def delivered(engine: Engine, subscription_id: int, now: datetime) -> None:
     """A signed delivery was published."""
     _update(
         engine,
-        "last_delivery_at = :now, deliveries = deliveries + 1",
+        "UPDATE websub_subscriptions SET last_delivery_at = :now, deliveries = deliveries + 1 WHERE id = :id",
         {"id": subscription_id, "now": now},
     )
 
@@ -112,14 +121,14 @@ def failed(engine: Engine, subscription_id: int, reason: str, now: datetime) -> 
     """A delivery or a request failed for ``reason`` (the state stays)."""
     _update(
         engine,
-        "last_error = :error, last_error_at = :now",
+        "UPDATE websub_subscriptions SET last_error = :error, last_error_at = :now WHERE id = :id",
         {"id": subscription_id, "error": storable(reason[:MAX_ERROR_CHARS]), "now": now},
     )
 
 
-def _update(engine: Engine, assignments: str, parameters: dict[str, Any]) -> None:
+def _update(engine: Engine, statement: str, parameters: dict[str, Any]) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE websub_subscriptions SET {assignments} WHERE id = :id"), parameters)
+        conn.execute(sa.text(statement), parameters)
 
 
 def due(engine: Engine, now: datetime, margin_seconds: float, retry_seconds: float) -> list[Subscription]:
@@ -127,13 +136,7 @@ def due(engine: Engine, now: datetime, margin_seconds: float, retry_seconds: flo
     lease ends within ``margin_seconds`` (or half their lease, when that is shorter), pending and failed ones."""
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.text(
-                f"SELECT {COLUMNS} FROM websub_subscriptions WHERE "
-                "requested_at <= :now - make_interval(secs => :retry) AND ("
-                "(state = 'active' AND lease_expires_at - make_interval(secs => "
-                "least(:margin, coalesce(lease_seconds, 0) / 2.0)) <= :now) OR state IN ('pending', 'failed')) "
-                "ORDER BY id"
-            ),
+            sa.text(DUE),
             {"now": now, "margin": margin_seconds, "retry": retry_seconds},
         ).all()
     return [_subscription(row) for row in rows]
