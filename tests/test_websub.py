@@ -369,6 +369,19 @@ def test_verification_is_refused_for_what_was_not_asked(setup: Setup) -> None:
 
 
 @pytest.mark.postgres
+def test_a_verification_long_after_the_last_request_was_verified_is_refused(setup: Setup) -> None:
+    """Before, whoever had the callback (a proxy's access log holds it) and the public topic could verify an
+    active subscription at any time with a lease of ten years: it was never renewed, and push silently ended
+    when the hub's real lease did. A verification now answers a request: one not yet verified, or recent."""
+    topic = setup.subscribe(_feed(setup)[0])
+    callback, lease_end = setup.hub.subscription(topic)["hub.callback"], setup.row(topic).lease_expires_at
+    forged = {"hub.mode": "subscribe", "hub.topic": topic, "hub.challenge": "c-1", "hub.lease_seconds": "315360000"}
+    setup.wall.advance(601)
+    assert setup.hub.verify(callback, forged).status_code == 404
+    assert setup.row(topic).lease_expires_at == lease_end
+
+
+@pytest.mark.postgres
 def test_a_denial_is_recorded(setup: Setup) -> None:
     topic = setup.subscribe(_feed(setup)[0])
     callback = setup.hub.subscription(topic)["hub.callback"]

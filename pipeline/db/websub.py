@@ -15,7 +15,10 @@ from sqlalchemy.engine import Engine
 from pipeline.models import storable
 
 MAX_ERROR_CHARS = 1000
-COLUMNS = "id, topic, feed_url, hub, callback, token, secret, state, lease_seconds, lease_expires_at, last_delivery_at"
+COLUMNS = (
+    "id, topic, feed_url, hub, callback, token, secret, state, lease_seconds, lease_expires_at, last_delivery_at, "
+    "requested_at, verified_at"
+)
 BY_TOKEN = "SELECT " + COLUMNS + " FROM websub_subscriptions WHERE token = :token"
 UPSERT = (
     "INSERT INTO websub_subscriptions (topic, feed_url, hub, callback, token, secret, requested_at) "
@@ -49,6 +52,15 @@ class Subscription:
     lease_seconds: int | None = None
     lease_expires_at: datetime | None = None
     last_delivery_at: datetime | None = None
+    requested_at: datetime | None = None
+    verified_at: datetime | None = None
+
+    def awaits_verification(self, now: datetime, within_seconds: float) -> bool:
+        """Whether a hub's verification answers a request of ours: one not verified since, or one made less
+        than ``within_seconds`` ago (a hub that verifies again, its first answer lost)."""
+        if self.verified_at is None or self.requested_at is None or self.verified_at < self.requested_at:
+            return True
+        return (now - self.requested_at).total_seconds() < within_seconds
 
 
 @dataclass(frozen=True)

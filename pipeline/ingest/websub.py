@@ -136,7 +136,8 @@ class Receiver:
             reason = f"the hub denied the subscription: {_one(query, 'hub.reason') or 'no reason given'}"
             store.ended(self.engine, subscription.id, "denied", reason, self.now())
             return Reply(200, b"", reason)
-        if mode != "subscribe" or subscription.state not in {"pending", "active"}:
+        asked = subscription.awaits_verification(self.now(), RETRY_SECONDS)  # not a lease forged years later
+        if mode != "subscribe" or subscription.state not in {"pending", "active"} or not asked:
             return Reply(404, b"not asked for", f"verification refused: mode {str(mode)[:20]!r} not asked for")
         challenge, lease = _one(query, "hub.challenge"), _lease(query, self.config.lease_seconds)
         if not challenge or len(challenge) > MAX_CHALLENGE_CHARS or lease is None:
