@@ -91,6 +91,13 @@ def test_a_documents_metadata_is_cleaned_and_bounded_as_a_sidecars_is() -> None:
         broker.parse({**fields, b"metadata": many})
 
 
+def test_a_producers_metadata_with_a_lone_surrogate_is_sent_and_cleaned() -> None:
+    """A lone surrogate in metadata (a feed entry's field, a file name's undecodable byte) made ``fields()``
+    raise UnicodeEncodeError: a WebSub delivery carrying one was answered 503 and retried by its hub forever."""
+    message = IntakeMessage.for_document("a.html", b"<p>x</p>", origin="o", metadata={"title": "caf\udce9"})
+    assert broker.parse(message.fields()).metadata == {"title": "caf?"}
+
+
 def test_a_huge_message_is_refused_before_anything_is_sent() -> None:
     """The refusal happens at the producer's boundary: the client points at a port nobody listens on, and the
     error is the message's size, not the connection."""

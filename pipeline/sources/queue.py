@@ -74,8 +74,8 @@ class IntakeMessage:
         found = {b"v": VERSION, b"kind": self.kind.encode(), b"origin": self.origin.encode("utf-8", "replace")}
         if self.kind == "url":
             return {**found, b"url": (self.url or "").encode("utf-8", "replace")}
-        meta = json.dumps(dict(self.metadata), ensure_ascii=False).encode()
-        typed = {b"media_type": self.media_type.encode()} if self.media_type else {}
+        meta = json.dumps(dict(self.metadata)).encode()  # ASCII: a lone surrogate is sent escaped (parse cleans it)
+        typed = {b"media_type": self.media_type.encode("utf-8", "replace")} if self.media_type else {}
         return {**found, b"name": (self.name or "").encode("utf-8", "replace"), b"content": self.content or b"",
                 b"metadata": meta, **typed}  # fmt: skip
 
