@@ -276,3 +276,12 @@ def storable(text: str) -> str:
     """Text Postgres can store and a terminal can print: a NUL, or an undecodable byte of a file name (a lone
     surrogate), written as a backslash escape."""
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+USER_INFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")  # up to the authority's last @ (RFC 3986)
+
+
+def without_credentials(text: str) -> str:
+    """``text`` (a URL, or a message naming URLs) with every URL's user name and password shown as ``***``; the
+    user info ends at the authority's last ``@``, so a password holding an ``@`` is hidden whole."""
+    return USER_INFO.sub(r"\1***@", text)

@@ -25,6 +25,7 @@ from pipeline.ingest.inbox import drain_inbox as drain
 from pipeline.ingest.inbox import has_leftovers, waiting_files
 from pipeline.ingest.queue import drain_queue as drain_messages
 from pipeline.ingest.staged import plan_shards, process_pending, reprocess
+from pipeline.models import without_credentials
 from pipeline.settings import Settings
 from pipeline.sources import queue
 from pipeline.sources.feeds import read_feed_list
@@ -79,6 +80,7 @@ def fetch_feeds(
     if polled and len(reasons) == len(polled):
         named = "; ".join(f"{url}: {reason}" for url, reason in list(reasons.items())[:MAX_NAMED_FEEDS])
         more = f"; and {len(reasons) - MAX_NAMED_FEEDS} more" if len(reasons) > MAX_NAMED_FEEDS else ""
+        named = without_credentials(named)  # a feed's password never shows in the task's failure
         raise SystemicError(f"no feed of the batch could be polled ({len(reasons)}): {named}{more}", stage="feed")
     return counts
 
@@ -149,7 +151,7 @@ def feed_batch_label(feed_urls: list[str]) -> str:
     room = MAX_LABEL_CHARS - len(" (+99999 more)")
     shown: list[str] = []
     for url in feed_urls:
-        short = url.split("://", 1)[-1].rstrip("/")
+        short = without_credentials(url).split("://", 1)[-1].rstrip("/")
         if shown and len(", ".join([*shown, short])) > room:
             break
         shown.append(short if len(short) <= room else short[: room - 1] + "…")
@@ -161,12 +163,13 @@ def reported(summary: RunSummary, what: str) -> dict[str, int]:
     """Log each failure as one line (its URL or path, stage and reason), then a table of what the batch did;
     returns the counts its asset event carries."""
     for failure in summary.failures[:MAX_FAILURE_LINES]:
-        log.warning("failed: %s [%s] %s", failure.source, failure.stage, failure.error)
+        source, error = without_credentials(failure.source), without_credentials(failure.error)
+        log.warning("failed: %s [%s] %s", source, failure.stage, error)
     if len(summary.failures) > MAX_FAILURE_LINES:
         more = len(summary.failures) - MAX_FAILURE_LINES
         log.warning("… and %d more failures (SELECT * FROM ingest_errors WHERE run_id = %d)", more, summary.run_id)
     for url, why in list(summary.feeds_skipped.items())[:MAX_FAILURE_LINES]:
-        log.info("skipped: %s %s", url, why)
+        log.info("skipped: %s %s", without_credentials(url), without_credentials(why))
     counts = summary.extra()
     log.info("%s, ingest run %d:\n%s", what, summary.run_id, counts_table({**counts, "entities": summary.entities}))
     return counts

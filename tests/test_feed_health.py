@@ -24,7 +24,7 @@ from pipeline.errors import SystemicError
 from pipeline.ingest.feed_health import DUE_SLACK, after_poll, skip_reason
 from pipeline.ingest.feeds import ingest_feeds, stage_feeds
 from pipeline.settings import Settings
-from pipeline.tasks import fetch_feeds
+from pipeline.tasks import feed_batch_label, fetch_feeds
 
 from .test_feeds import rss, serve_feed_pages
 
@@ -328,3 +328,48 @@ def test_the_reader_role_selects_the_view_but_not_the_feeds_table(engine: sa.Eng
     with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
         conn.execute(sa.text("SELECT * FROM feeds"))
     reader.dispose()
+
+
+@pytest.mark.postgres
+def test_a_password_holding_an_at_sign_never_shows_in_the_view_the_task_log_or_the_task_name(
+    httpserver: HTTPServer, clocked: Settings, engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, the view masked only up to the first ``@`` (``https://***@s3cr3t@host``, the password's tail
+    shown), and the task log, its failure and its map index named the feed with its password."""
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/private.xml").respond_with_data("no", status=401)
+    host = httpserver.url_for("/private.xml").split("://", 1)[1]
+    url = f"http://ann:p@ss-s3cr3t@{host}"  # the last @ ends the user info (RFC 3986, WHATWG)
+    with pytest.raises(SystemicError) as raised, caplog.at_level("INFO"):
+        fetch_feeds(clocked, [url])
+    rows = health(engine)
+    shown = [str(value) for row in rows.values() for value in row.values()]
+    shown += [str(raised.value), caplog.text, feed_batch_label([url])]
+    assert not [text for text in shown if "s3cr3t" in text or "ann:" in text]
+    assert f"http://***@{host}" in rows and f"http://***@{host}" in str(raised.value)
+
+
+@pytest.mark.postgres
+def test_a_well_formed_feed_served_as_html_or_with_a_wrong_declared_encoding_is_healthy(
+    httpserver: HTTPServer, clocked: Settings, clock: WallClock, engine: sa.Engine
+) -> None:
+    """feedparser flags these ``bozo`` though it parsed the document strictly and whole (its exception class
+    for them is ``ThingsNobodyCaresAboutButMe``). Before, each poll of such a feed was a failure: it backed off
+    and, after NEWSFLOW_FEED_DISABLE_DAYS, was disabled while delivering every entry."""
+    site = serve_feed_pages(httpserver)
+    declared = rss(site.url_for("/talks")).replace('version="1.0"?>', 'version="1.0" encoding="us-ascii"?>')
+    site.expect_request("/html.xml").respond_with_data(rss(site.url_for("/talks")), content_type="text/html")
+    site.expect_request("/ascii.xml").respond_with_data(
+        declared.replace("Local news", "Caf\u00e9 news").encode(), content_type="application/rss+xml"
+    )
+    urls = [site.url_for("/html.xml"), site.url_for("/ascii.xml")]
+    for _day in range(int(clocked.feed_disable_days) + 2):
+        summary = stage_feeds(clocked, engine, urls)
+        assert summary.failed == 0 and not summary.feeds_skipped, summary.failures
+        clock.advance(days=1)
+    rows = health(engine)
+    assert [(rows[url]["state"], rows[url]["consecutive_failures"]) for url in urls] == [("ok", 0)] * 2
+    page = '<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><head><title>Home</title></head></html>'
+    site.expect_request("/moved.xml").respond_with_data(page, content_type="text/html")
+    moved = stage_feeds(clocked, engine, [site.url_for("/moved.xml")])  # a page, no feed: still malformed
+    assert [failure.error.split(":")[0] for failure in moved.failures] == ["malformed feed"]

@@ -5,7 +5,9 @@ reclaimed only after the claim time."""
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from pipeline.errors import QueueUnavailableError, SystemicError
 from pipeline.ingest.queue import drain_queue, enqueue
@@ -74,6 +77,25 @@ def test_a_malformed_message_says_why_at_the_queue_stage(fields: dict[bytes, byt
     with pytest.raises(MalformedMessageError, match=reason.replace("(", r"\(").replace(")", r"\)")) as caught:
         broker.parse(fields)
     assert caught.value.stage == "queue"
+
+
+def test_a_documents_metadata_is_cleaned_and_bounded_as_a_sidecars_is() -> None:
+    """Before, a NUL or a lone surrogate in one metadata value lost the whole document (Postgres refused its
+    JSON at the stage stage), nested values were stored as Python reprs, and 100,000 keys were taken whole."""
+    metadata = {"Title": "A\u0000 B\ud800", "au\u0000thor": "Ann", "tags": ["x", "y"], "deep": {"a": [1]}}
+    fields = {b"v": b"1", b"kind": b"document", b"name": b"a.html", b"content": b"<p>x</p>"}
+    parsed = broker.parse({**fields, b"metadata": json.dumps(metadata).encode()})
+    assert parsed.metadata == {"title": "A B?", "author": "Ann", "tags": "x, y"}
+    many = json.dumps({f"k{n}": "v" for n in range(100_000)}).encode()
+    with pytest.raises(MalformedMessageError, match=r"metadata.*over"):
+        broker.parse({**fields, b"metadata": many})
+
+
+def test_a_producers_metadata_with_a_lone_surrogate_is_sent_and_cleaned() -> None:
+    """A lone surrogate in metadata (a feed entry's field, a file name's undecodable byte) made ``fields()``
+    raise UnicodeEncodeError: a WebSub delivery carrying one was answered 503 and retried by its hub forever."""
+    message = IntakeMessage.for_document("a.html", b"<p>x</p>", origin="o", metadata={"title": "caf\udce9"})
+    assert broker.parse(message.fields()).metadata == {"title": "caf?"}
 
 
 def test_a_huge_message_is_refused_before_anything_is_sent() -> None:
@@ -337,3 +359,42 @@ def test_a_drain_with_redis_down_stops_at_the_queue_stage_having_taken_nothing(
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM ingest_runs WHERE status = 'running'")) == 0
         assert conn.scalar(sa.text("SELECT count(*) FROM intake_messages")) == 0
+
+
+@pytest.mark.postgres
+def test_a_message_reclaimed_while_its_first_drain_still_works_is_staged_once(
+    queue_settings: Settings, engine: sa.Engine, stream: str
+) -> None:
+    """A drain whose batch outlasts the claim time (slow pages) has its messages reclaimed by another drain.
+    Before, both fetched and staged the page: a page that changed between the two fetches was staged twice, so
+    processed twice. The ledger row is now written first, in the staging transaction: the second is skipped."""
+    served: list[int] = []
+    server = HTTPServer(threaded=True)
+    server.expect_request("/robots.txt").respond_with_data("", status=404)
+
+    def story(_request: Any) -> Any:
+        served.append(number := len(served) + 1)
+        if number == 1:  # the first drain is still fetching when the second reclaims its message
+            second = threading.Thread(target=drain_and_process)
+            second.start()
+            second.join(60)
+        return Response(article(extra=f"Version {number} of the story. "), content_type="text/html")
+
+    def drain_and_process() -> None:  # news_process takes what the second drain staged meanwhile
+        drain_queue(eager, engine, broker.connect(REDIS_URL))
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE raw_documents SET processed_at = now()"))
+
+    server.expect_request("/story").respond_with_handler(story)
+    server.start()
+    try:
+        eager = replace(queue_settings, queue_claim_seconds=0)
+        enqueue(queue_settings, [server.url_for("/story")], origin="test")
+        first = drain_queue(queue_settings, engine, broker.connect(REDIS_URL))
+    finally:
+        server.clear()
+        server.stop()
+    assert len(served) == 2 and first.summary.staged == 0  # both drains fetched it (the claim had expired)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM raw_documents")) == 1  # processed once
+    assert counts(engine, stream)["ledger"] == {"staged": 1} and stream_state(stream) == (0, 0)

@@ -88,3 +88,16 @@ def test_a_source_that_matches_nothing_beside_one_that_does_is_its_own_error_row
 def test_blank_sources_mean_every_article(blank: list[str], fetch_settings: Settings, engine: sa.Engine) -> None:
     ingest(fetch_settings, engine, [str(SEED)])
     assert reprocess(fetch_settings, engine, sources=blank).replaced == 1
+
+
+def test_a_file_named_with_a_byte_that_is_not_utf8_is_found_and_a_nul_matches_nothing(
+    tmp_path: Path, fetch_settings: Settings, engine: sa.Engine
+) -> None:
+    """A source is stored as ``storable`` text (a lone surrogate, a NUL written as a backslash escape). Before, a
+    source was looked up as typed: the file's own name raised UnicodeEncodeError, a NUL raised ValueError."""
+    odd = tmp_path / os.fsdecode(b"caf\xe9 \x7f.txt")  # a Latin-1 name on a UTF-8 file system
+    shutil.copy(SEED, odd)
+    assert ingest(fetch_settings, engine, [str(odd)]).loaded == 1
+    assert reprocess(fetch_settings, engine, sources=[str(odd)]).replaced == 1
+    with pytest.raises(NothingToReprocessError, match=r"'x\\x00y', 'x\\udcff'"):
+        reprocess(fetch_settings, engine, sources=["x\x00y", "x\udcff"])

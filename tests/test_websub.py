@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.db import websub as websub_store
 from pipeline.errors import SignatureError
 from pipeline.ingest.queue import drain_queue
 from pipeline.ingest.websub import DeliveredEntry, Receiver, ReceiverConfig, Subscriber, queue_publisher
@@ -368,6 +369,19 @@ def test_verification_is_refused_for_what_was_not_asked(setup: Setup) -> None:
 
 
 @pytest.mark.postgres
+def test_a_verification_long_after_the_last_request_was_verified_is_refused(setup: Setup) -> None:
+    """Before, whoever had the callback (a proxy's access log holds it) and the public topic could verify an
+    active subscription at any time with a lease of ten years: it was never renewed, and push silently ended
+    when the hub's real lease did. A verification now answers a request: one not yet verified, or recent."""
+    topic = setup.subscribe(_feed(setup)[0])
+    callback, lease_end = setup.hub.subscription(topic)["hub.callback"], setup.row(topic).lease_expires_at
+    forged = {"hub.mode": "subscribe", "hub.topic": topic, "hub.challenge": "c-1", "hub.lease_seconds": "315360000"}
+    setup.wall.advance(601)
+    assert setup.hub.verify(callback, forged).status_code == 404
+    assert setup.row(topic).lease_expires_at == lease_end
+
+
+@pytest.mark.postgres
 def test_a_denial_is_recorded(setup: Setup) -> None:
     topic = setup.subscribe(_feed(setup)[0])
     callback = setup.hub.subscription(topic)["hub.callback"]
@@ -375,6 +389,41 @@ def test_a_denial_is_recorded(setup: Setup) -> None:
     assert setup.hub.verify(callback, denied).status_code == 200
     row = setup.row(topic)
     assert row.state == "denied" and "not today" in row.last_error
+
+
+@pytest.mark.postgres
+def test_a_nul_in_the_callback_or_the_denial_reason_is_answered_not_dropped(setup: Setup) -> None:
+    """Before, a NUL byte in the callback path (or a hub's ``hub.reason=%00``) reached Postgres, whose driver
+    raised ValueError: the connection was dropped without an answer, and a hub would send it again forever."""
+    topic = setup.subscribe(_feed(setup)[0])
+    callback = setup.hub.subscription(topic)["hub.callback"]
+    for method in (b"GET", b"POST"):
+        with socket.create_connection(setup.server.server_address[:2], timeout=10) as conn:
+            conn.sendall(method + b" /websub/ab\x00cd?hub.mode=subscribe HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.0 404"), method
+    denied = {"hub.mode": "denied", "hub.topic": topic, "hub.reason": "not\x00today"}
+    assert setup.hub.verify(callback, denied).status_code == 200
+    assert setup.row(topic).state == "denied" and "not\\x00today" in setup.row(topic).last_error
+
+
+@pytest.mark.postgres
+def test_a_topic_with_a_password_never_shows_in_the_receivers_log(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A feed subscribed with its user name and password in the URL (a private feed): before, every delivery's
+    log line named the topic with them."""
+    topic, token, secret = "https://ann:p@ss-s3cr3t@news.example/private.atom", "tok_" + uuid.uuid4().hex, "k" * 64
+    fresh = websub_store.NewSubscription(topic, topic, setup.hub.base + "/hub", setup.callback_base, token, secret)
+    websub_store.upsert(setup.engine, fresh, setup.wall.now)
+    callback = f"{setup.callback_base}/{token}"
+    body = atom_feed(None, None, [("https://news.example/private-story", "A story")])
+    with caplog.at_level("INFO", logger="pipeline.ingest.websub_server"):
+        forged = httpx.post(callback, content=b"x", headers={"X-Hub-Signature": "sha256=" + "0" * 64}, timeout=10)
+        signed = httpx.post(callback, content=body, headers={"X-Hub-Signature": sign(body, secret)}, timeout=10)
+    assert (forged.status_code, signed.status_code, len(setup.published)) == (403, 204, 1)
+    assert "news.example/private.atom" in caplog.text and "s3cr3t" not in caplog.text and "ann:" not in caplog.text
+    assert token not in caplog.text and f"/websub/{token[:6]}…: 204" in caplog.text  # a token would let a log reader
+    # answer verifications in our name (a forged lease of years, never renewed) or deny the subscription
 
 
 def _raw(setup: Setup, path: str, head: str, body: bytes = b"") -> bytes:

@@ -30,7 +30,7 @@ class Taken:
 RECORD = (
     "INSERT INTO intake_messages (stream, message_id, kind, source, origin, outcome, error, raw_document_id, "
     "ingest_run_id) VALUES (:stream, :message_id, :kind, :source, :origin, :outcome, :error, :raw_id, :run) "
-    "ON CONFLICT (stream, message_id) DO NOTHING"
+    "ON CONFLICT (stream, message_id) DO NOTHING RETURNING message_id"
 )
 
 
@@ -53,13 +53,32 @@ class Outcome:
     error: str | None = None
 
 
-def stage(engine: Engine, taken: Taken, raw: RawDocument, *, run_id: int) -> int | None:
-    """Stage the message's document and write its ledger row, in one transaction: the raw document's id, or
-    None when exactly this version was stored already (the row then says ``unchanged``)."""
-    with engine.begin() as conn:
-        raw_id = raw_store.stage_on(conn, raw, run_id=run_id)
-        _record(conn, taken, Outcome("unchanged" if raw_id is None else "staged", run_id, raw_id=raw_id))
-    return raw_id
+@dataclass(frozen=True)
+class Staged:
+    """What staging a message did: the raw document's id (None when exactly this version was stored already),
+    and ``first``: False when another drain recorded the message first, and nothing was staged."""
+
+    raw_id: int | None
+    first: bool = True
+
+
+class _RecordedBeforeError(Exception):
+    """Another drain's ledger row for the message committed first: this transaction is rolled back."""
+
+
+def stage(engine: Engine, taken: Taken, raw: RawDocument, *, run_id: int) -> Staged:
+    """Stage the message's document and write its ledger row, in one transaction. The ledger row is the lock: a
+    drain that reclaimed the message while this one still worked on it (its batch outlasted the claim time)
+    and recorded it first wins, and this one stages nothing (``first`` False), even when the page changed."""
+    try:
+        with engine.begin() as conn:
+            raw_id = raw_store.stage_on(conn, raw, run_id=run_id)
+            outcome = Outcome("unchanged" if raw_id is None else "staged", run_id, raw_id=raw_id)
+            if not _record(conn, taken, outcome):
+                raise _RecordedBeforeError
+    except _RecordedBeforeError:
+        return Staged(None, first=False)
+    return Staged(raw_id)
 
 
 def fail(engine: Engine, taken: Taken, error: str, *, run_id: int) -> None:
@@ -68,9 +87,10 @@ def fail(engine: Engine, taken: Taken, error: str, *, run_id: int) -> None:
         _record(conn, taken, Outcome("failed", run_id, error=error))
 
 
-def _record(conn: Connection, taken: Taken, outcome: Outcome) -> None:
+def _record(conn: Connection, taken: Taken, outcome: Outcome) -> bool:
+    """Write the ledger row; False when the message has one already (another drain recorded it)."""
     error = storable(outcome.error) if outcome.error is not None else None
     values = {"stream": taken.stream, "message_id": taken.message_id, "kind": taken.kind,
               "source": storable(taken.source), "origin": storable(taken.origin), "outcome": outcome.outcome,
               "error": error, "raw_id": outcome.raw_id, "run": outcome.run_id}  # fmt: skip
-    conn.execute(sa.text(RECORD), values)
+    return conn.scalar(sa.text(RECORD), values) is not None

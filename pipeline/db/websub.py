@@ -12,9 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.models import storable
+
 MAX_ERROR_CHARS = 1000
-COLUMNS = "id, topic, feed_url, hub, callback, token, secret, state, lease_seconds, lease_expires_at, last_delivery_at"
-# Statements are composed of constants only, here, once; values travel as bind parameters.
+COLUMNS = (
+    "id, topic, feed_url, hub, callback, token, secret, state, lease_seconds, lease_expires_at, last_delivery_at, "
+    "requested_at, verified_at"
+)
+BY_TOKEN = "SELECT " + COLUMNS + " FROM websub_subscriptions WHERE token = :token"
 UPSERT = (
     "INSERT INTO websub_subscriptions (topic, feed_url, hub, callback, token, secret, requested_at) "
     "VALUES (:topic, :feed_url, :hub, :base || '/' || :token, :token, :secret, :now) "
@@ -23,7 +28,6 @@ UPSERT = (
     "state = CASE WHEN websub_subscriptions.state = 'active' THEN 'active' ELSE 'pending' END "
     "RETURNING " + COLUMNS
 )
-BY_TOKEN = "SELECT " + COLUMNS + " FROM websub_subscriptions WHERE token = :token"
 DUE = (
     "SELECT " + COLUMNS + " FROM websub_subscriptions WHERE "
     "requested_at <= :now - make_interval(secs => :retry) AND ("
@@ -31,13 +35,6 @@ DUE = (
     "least(:margin, coalesce(lease_seconds, 0) / 2.0)) <= :now) OR state IN ('pending', 'failed')) "
     "ORDER BY id"
 )
-VERIFIED = (
-    "UPDATE websub_subscriptions SET state = 'active', lease_seconds = :lease, verified_at = :now, "
-    "lease_expires_at = :now + make_interval(secs => :lease) WHERE id = :id"
-)
-ENDED = "UPDATE websub_subscriptions SET state = :state, last_error = :error, last_error_at = :now WHERE id = :id"
-DELIVERED = "UPDATE websub_subscriptions SET last_delivery_at = :now, deliveries = deliveries + 1 WHERE id = :id"
-FAILED = "UPDATE websub_subscriptions SET last_error = :error, last_error_at = :now WHERE id = :id"
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,15 @@ class Subscription:
     lease_seconds: int | None = None
     lease_expires_at: datetime | None = None
     last_delivery_at: datetime | None = None
+    requested_at: datetime | None = None
+    verified_at: datetime | None = None
+
+    def awaits_verification(self, now: datetime, within_seconds: float) -> bool:
+        """Whether a hub's verification answers a request of ours: one not verified since, or one made less
+        than ``within_seconds`` ago (a hub that verifies again, its first answer lost)."""
+        if self.verified_at is None or self.requested_at is None or self.verified_at < self.requested_at:
+            return True
+        return (now - self.requested_at).total_seconds() < within_seconds
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,7 @@ def upsert(engine: Engine, new: NewSubscription, now: datetime) -> Subscription:
 def by_token(engine: Engine, token: str) -> Subscription | None:
     """The subscription whose callback ends in ``token``, or None."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(BY_TOKEN), {"token": token}
-        ).one_or_none()
+        row = conn.execute(sa.text(BY_TOKEN), {"token": token}).one_or_none()
     return _subscription(row) if row is not None else None
 
 
@@ -99,7 +103,10 @@ def verified(engine: Engine, subscription_id: int, lease_seconds: int, now: date
     """The hub verified the subscription: active for ``lease_seconds`` from ``now``."""
     _update(
         engine,
-        VERIFIED,
+        "UPDATE websub_subscriptions SET "
+        "state = 'active', lease_seconds = :lease, verified_at = :now, "
+        "lease_expires_at = :now + make_interval(secs => :lease)"
+        " WHERE id = :id",
         {"id": subscription_id, "lease": lease_seconds, "now": now},
     )
 
@@ -108,8 +115,8 @@ def ended(engine: Engine, subscription_id: int, state: str, reason: str, now: da
     """The hub denied the subscription (``denied``) or refused the request (``failed``), for ``reason``."""
     _update(
         engine,
-        ENDED,
-        {"id": subscription_id, "state": state, "error": reason[:MAX_ERROR_CHARS], "now": now},
+        "UPDATE websub_subscriptions SET state = :state, last_error = :error, last_error_at = :now WHERE id = :id",
+        {"id": subscription_id, "state": state, "error": storable(reason[:MAX_ERROR_CHARS]), "now": now},
     )
 
 
@@ -117,7 +124,7 @@ def delivered(engine: Engine, subscription_id: int, now: datetime) -> None:
     """A signed delivery was published."""
     _update(
         engine,
-        DELIVERED,
+        "UPDATE websub_subscriptions SET last_delivery_at = :now, deliveries = deliveries + 1 WHERE id = :id",
         {"id": subscription_id, "now": now},
     )
 
@@ -126,8 +133,8 @@ def failed(engine: Engine, subscription_id: int, reason: str, now: datetime) -> 
     """A delivery or a request failed for ``reason`` (the state stays)."""
     _update(
         engine,
-        FAILED,
-        {"id": subscription_id, "error": reason[:MAX_ERROR_CHARS], "now": now},
+        "UPDATE websub_subscriptions SET last_error = :error, last_error_at = :now WHERE id = :id",
+        {"id": subscription_id, "error": storable(reason[:MAX_ERROR_CHARS]), "now": now},
     )
 
 

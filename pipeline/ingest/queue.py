@@ -110,13 +110,13 @@ def _stage(run: Run, taken: Taken, message: IntakeMessage) -> None:
         _failed(run, taken, raw)
         return
     staged = raw
-    raw_id = guarded(run, item, "stage", lambda: intake.stage(engine, taken, staged, run_id=run.id))
-    if isinstance(raw_id, Failure):
-        _failed(run, taken, raw_id)
+    done = guarded(run, item, "stage", lambda: intake.stage(engine, taken, staged, run_id=run.id))
+    if isinstance(done, Failure):
+        _failed(run, taken, done)
         return
-    if raw_id is not None:
-        run.summary.raw_documents[item.name] = raw_id
-    run.succeed(item, "unchanged" if raw_id is None else "staged")
+    if done.raw_id is not None:
+        run.summary.raw_documents[item.name] = done.raw_id
+    run.succeed(item, "unchanged" if done.raw_id is None else "staged")  # not first: another drain staged it
 
 
 def _failed(run: Run, taken: Taken, failure: Failure) -> None:

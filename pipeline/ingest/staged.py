@@ -23,7 +23,7 @@ from pipeline.errors import NothingToReprocessError
 from pipeline.ingest.boundary import guarded
 from pipeline.ingest.run import Input, Run, RunSummary, open_run
 from pipeline.ingest.step import batches, ingest_batch, read
-from pipeline.models import Failure
+from pipeline.models import Failure, storable
 from pipeline.settings import Settings
 from pipeline.sources.naming import source_names
 
@@ -124,7 +124,8 @@ def _stored_ids(engine: Engine, wanted: list[str] | None) -> tuple[list[int], li
     ids: dict[int, None] = {}
     unmatched = []
     for source in wanted:
-        found = raw_store.stored_ids(engine, sources=source_names(source))
+        names = [storable(name) for name in source_names(source)]  # as sources are stored: a NUL escaped…
+        found = raw_store.stored_ids(engine, sources=names)
         ids.update(dict.fromkeys(found))
         if not found:
             unmatched.append(source)

@@ -10,6 +10,7 @@ The wall clock (``now``) is injected too, so a test can move a lease forward.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_CHALLENGE_CHARS = 1024
 MAX_LEASE_SECONDS = 10 * 365 * 86_400
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what secrets.token_urlsafe makes: nothing else reaches the database
 RETRY_SECONDS = 600.0  # a topic is asked for again at most this often (renewal, or a hub that did not verify)
 WallClock = Callable[[], datetime]
 
@@ -127,20 +129,25 @@ class Receiver:
 
     def _verify(self, token: str, query: Mapping[str, list[str]]) -> Reply:
         mode, topic = _one(query, "hub.mode"), _one(query, "hub.topic")
-        subscription = store.by_token(self.engine, token) if token else None
+        subscription = self._subscription(token)
         if subscription is None or topic != subscription.topic:
             return Reply(404, b"no such subscription", "verification refused: unknown callback or topic")
         if mode == "denied":
             reason = f"the hub denied the subscription: {_one(query, 'hub.reason') or 'no reason given'}"
             store.ended(self.engine, subscription.id, "denied", reason, self.now())
             return Reply(200, b"", reason)
-        if mode != "subscribe" or subscription.state not in {"pending", "active"}:
+        asked = subscription.awaits_verification(self.now(), RETRY_SECONDS)  # not a lease forged years later
+        if mode != "subscribe" or subscription.state not in {"pending", "active"} or not asked:
             return Reply(404, b"not asked for", f"verification refused: mode {str(mode)[:20]!r} not asked for")
         challenge, lease = _one(query, "hub.challenge"), _lease(query, self.config.lease_seconds)
         if not challenge or len(challenge) > MAX_CHALLENGE_CHARS or lease is None:
             return Reply(400, b"bad verification request", "verification refused: bad challenge or lease")
         store.verified(self.engine, subscription.id, lease, self.now())
         return Reply(200, challenge.encode("utf-8", "surrogatepass"), f"verified {topic} for {lease} s")
+
+    def _subscription(self, token: str) -> store.Subscription | None:
+        """The subscription of a callback token; None for a token we could not have made (a NUL, a space…)."""
+        return store.by_token(self.engine, token) if TOKEN.fullmatch(token) else None
 
     def deliver(self, delivery: Delivery) -> Reply:
         """The hub's POST: the body's entries published when its signature is the subscription's HMAC; 403
@@ -151,7 +158,7 @@ class Receiver:
             return Reply(503, b"database unavailable", f"delivery not taken: {describe(error)}")
 
     def _deliver(self, delivery: Delivery) -> Reply:
-        subscription = store.by_token(self.engine, delivery.token) if delivery.token else None
+        subscription = self._subscription(delivery.token)
         if subscription is None:
             return Reply(404, b"no such subscription", "delivery refused: unknown callback")
         try:

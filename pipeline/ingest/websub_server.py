@@ -6,7 +6,8 @@ and the whole body read within ``request_seconds`` (else 408), and a connection 
 whole within twice that (headers dribbled a byte at a time) is cut; a body over ``max_bytes`` is refused with 413
 before it is read; a body must come with one ``Content-Length``: a chunked body (any ``Transfer-Encoding``)
 is refused with 411, so the hub sends it again with its length. Each request is one log line (method, path
-without its query, status and why); the secret and the body never are.
+without its query and with its token cut short, status and why); the secret, the body, the whole token and a
+topic's password never are.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pipeline.ingest.websub import (
     SubscribePlan,
     Subscriber,
 )
+from pipeline.models import without_credentials
 from pipeline.settings import Settings
 from pipeline.sources.feed_parsing import ParseLimits
 from pipeline.sources.http import Fetcher, FetchPolicy
@@ -179,10 +181,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(reply.body)
-        log.info("%s %s: %d %s", self.command, urlsplit(self.path).path[:200], reply.status, reply.note)
+        note = without_credentials(reply.note)  # a private feed's topic carries its password
+        log.info("%s %s: %d %s", self.command, _shown_path(self.path), reply.status, note)
 
     def log_message(self, format: str, *args: Any) -> None:
         """http.server's own lines (the request line with its query) are dropped: ``_send`` logs each request."""
+
+
+def _shown_path(path: str) -> str:
+    """The request's path for the log: its token cut to 6 characters (whoever holds a callback's token and its
+    topic can answer a verification for it), its query dropped."""
+    prefix, _, token = urlsplit(path).path[:200].rstrip("/").rpartition("/")
+    return f"{prefix}/{token[:6]}…" if len(token) > 6 else f"{prefix}/{token}"
 
 
 def _token(path: str) -> str:
@@ -202,9 +212,10 @@ def renew_forever(subscriber: Subscriber, stop: threading.Event, every: float = 
     while True:
         try:
             for outcome in subscriber.renew_due():
-                log.info("renewal of %s at %s: %s %s", outcome.topic, outcome.hub, outcome.state, outcome.reason or "")
+                said = f"renewal of {outcome.topic} at {outcome.hub}: {outcome.state} {outcome.reason or ''}"
+                log.info("%s", without_credentials(said))
         except Exception as error:  # noqa: BLE001 - the database or a hub away: try again at the next check
-            log.warning("renewal check failed: %s: %s", type(error).__name__, error)
+            log.warning("renewal check failed: %s: %s", type(error).__name__, without_credentials(str(error)))
         if stop.wait(every):
             return
 

@@ -103,11 +103,19 @@ def _own(feed: Any) -> list[dict[str, Any]]:
     return hubs[:MAX_LINKS] + selves[:1]
 
 
+# feedparser's "bozo" warnings (class ThingsNobodyCaresAboutButMe) raised when the strict parser went on and read
+# the whole document: a feed served as text/html or text/plain, or declared in one encoding and read in another
+# (a page that is no feed, XHTML served as text/html, stays malformed: feedparser found no feed version in it).
+PARSED_WHOLE = frozenset({"NonXMLContentType", "CharacterEncodingOverride"})
+
+
 def _bozo(feed: Any) -> str | None:
     """feedparser's reason for a malformed feed, or None."""
     if not feed.get("bozo"):
         return None
     error = feed.get("bozo_exception")
+    if type(error).__name__ in PARSED_WHOLE and feed.get("version"):
+        return None  # a feed, parsed strictly and whole: only its media type or declared encoding was wrong
     return f"malformed feed: {type(error).__name__}: {error}" if error else "malformed feed"
 
 

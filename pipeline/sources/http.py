@@ -13,6 +13,7 @@ the next poll (``FetchDeferredError``). Conditional GETs send ETag and Last-Modi
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -29,6 +30,7 @@ from protego import Protego
 
 import pipeline
 from pipeline.errors import FetchDeferredError, FetchError
+from pipeline.models import without_credentials
 from pipeline.settings import Settings
 from pipeline.sources import decoding, guard
 from pipeline.sources.deadline import Clock, DeadlineTransport, current_deadline, fetch_deadline
@@ -45,6 +47,18 @@ ACCEPTED_ENCODINGS = "gzip, deflate, br"
 MAX_URL_CHARS = 8192  # per hop: a Location of 65,000 characters made robots.txt matching take seconds
 MAX_VALIDATOR_CHARS = 1024
 RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
+class _CredentialsHidden(logging.Filter):
+    """httpx logs each request's URL at INFO, user name and password included: they are shown as ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "@" in (message := record.getMessage()):
+            record.msg, record.args = without_credentials(message), None
+        return True
+
+
+logging.getLogger("httpx").addFilter(_CredentialsHidden())
 
 
 class _RetryableError(Exception):

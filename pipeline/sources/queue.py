@@ -23,6 +23,7 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline.errors import QueueUnavailableError, SourceError
+from pipeline.metadata import MetadataLimitError, metadata_strings
 
 VERSION = b"1"
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # the same default as NEWSFLOW_FETCH_MAX_BYTES
@@ -73,8 +74,8 @@ class IntakeMessage:
         found = {b"v": VERSION, b"kind": self.kind.encode(), b"origin": self.origin.encode("utf-8", "replace")}
         if self.kind == "url":
             return {**found, b"url": (self.url or "").encode("utf-8", "replace")}
-        meta = json.dumps(dict(self.metadata), ensure_ascii=False).encode()
-        typed = {b"media_type": self.media_type.encode()} if self.media_type else {}
+        meta = json.dumps(dict(self.metadata)).encode()  # ASCII: a lone surrogate is sent escaped (parse cleans it)
+        typed = {b"media_type": self.media_type.encode("utf-8", "replace")} if self.media_type else {}
         return {**found, b"name": (self.name or "").encode("utf-8", "replace"), b"content": self.content or b"",
                 b"metadata": meta, **typed}  # fmt: skip
 
@@ -136,7 +137,10 @@ def _metadata(raw: bytes) -> dict[str, str]:
         raise MalformedMessageError(f"message's metadata is not JSON: {error}") from error
     if not isinstance(loaded, dict):
         raise MalformedMessageError("message's metadata is not a JSON object")
-    return {str(key): str(value) for key, value in loaded.items()}
+    try:  # as a sidecar's: lower-case keys, scalars (lists joined), no NUL or lone surrogate, at most 64 KiB
+        return metadata_strings(loaded)
+    except MetadataLimitError as error:
+        raise MalformedMessageError(f"message's metadata: {error}") from error
 
 
 def _shown(value: bytes | None) -> str:
