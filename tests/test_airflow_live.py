@@ -96,8 +96,9 @@ def wait_for_asset_run(stack, timeout: float = 180) -> str:  # type: ignore[no-u
 
 @pytest.mark.skipif(chromium() is None, reason="the browser test needs Chromium: apt-get install chromium")
 def test_news_daily_in_the_ui(tmp_path: Path, httpserver: HTTPServer, migrated_url: str) -> None:
-    """As a new user: every DAG is on without a click, one Trigger of news_daily leaves the facts in Postgres,
-    and the dead feed beside the good one is named, with its reason, in the task's log as the UI shows it."""
+    """As a new user: every DAG is on without a click, one click on news_daily's Trigger (and the form's) leaves
+    the facts in Postgres, and the dead feed beside the good one is named, with its reason, in the task's log
+    as the UI shows it."""
     from playwright.sync_api import sync_playwright
 
     port = free_port()
@@ -112,14 +113,15 @@ def test_news_daily_in_the_ui(tmp_path: Path, httpserver: HTTPServer, migrated_u
         assert {dag["dag_id"]: dag["is_paused"] for dag in stack.api("GET", "/dags")["dags"]} == dict.fromkeys(
             ["news_daily", "news_process", "news_events", "news_reprocess"], False
         )
-        run_id = stack.api("POST", "/dags/news_daily/dagRuns", {"logical_date": None})["dag_run_id"]
-        assert stack.wait_for_run("news_daily", run_id) == "success"
-        assert wait_for_asset_run(stack) == "success"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 800})
             switches = dag_list_switches(page, stack.base)
             page.screenshot(path=str(tmp_path / "dag_list.png"))
+            trigger_in_the_ui(page, stack.base, "news_daily")
+            run_id = wait_for_first_run(stack, "news_daily")
+            assert stack.wait_for_run("news_daily", run_id) == "success"
+            assert wait_for_asset_run(stack) == "success"
             log_text = task_log_text(page, stack.base, run_id)
             page.screenshot(path=str(tmp_path / "failed_feed_log.png"))
             page.goto(f"{stack.base}/dags/news_daily/runs/{run_id}", wait_until="networkidle")
@@ -148,6 +150,25 @@ def dag_list_switches(page, base: str) -> list[bool]:  # type: ignore[no-untyped
     page.wait_for_timeout(1000)
     switches = page.locator("[data-testid=toggle-pause]")
     return [switches.nth(n).get_attribute("data-state") == "checked" for n in range(switches.count())]
+
+
+def trigger_in_the_ui(page, base: str, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Click the DAG page's Trigger button, then the form's Trigger, as a user does."""
+    page.goto(f"{base}/dags/{dag_id}", wait_until="networkidle")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for(timeout=30_000)
+    dialog.get_by_role("button", name="Trigger").last.click()
+    page.wait_for_timeout(1000)
+
+
+def wait_for_first_run(stack, dag_id: str, timeout: float = 60) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run := stack.latest_run(dag_id):
+            return str(run["dag_run_id"])
+        time.sleep(1)
+    raise TimeoutError(f"the Trigger click made no {dag_id} run")
 
 
 def task_log_text(page, base: str, run_id: str) -> str:  # type: ignore[no-untyped-def]
